@@ -1,0 +1,22 @@
+//! The wire format shared by warren's worker and dispatcher.
+//!
+//! Task messages follow Celery's message protocol v2 with JSON bodies, and results
+//! follow Celery's `rpc://` result backend, so that Celery producers can drive warren
+//! workers and warren's dispatcher can drive Celery workers. The [`RoutingTable`] maps
+//! task names to queues the way Celery's `task_routes` does.
+
+pub mod amqp;
+pub mod error;
+pub mod result;
+pub mod routing;
+pub mod task;
+
+pub use error::{DecodeError, RoutingError};
+pub use result::{ExceptionInfo, TaskResult, TaskStatus};
+pub use routing::RoutingTable;
+pub use task::{IncomingMessage, TaskMessage};
+
+/// The only content type warren reads and writes (Celery's `task_serializer='json'`).
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+/// The content encoding Celery sets for JSON bodies.
+pub const CONTENT_ENCODING_UTF8: &str = "utf-8";
