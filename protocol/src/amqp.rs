@@ -16,6 +16,20 @@ pub fn dead_letter_queue(queue: &str) -> String {
     format!("{queue}.dead-letter")
 }
 
+/// The URL with its password replaced, safe to log.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 /// Properties of a task message as Celery writes them.
 pub fn task_properties(task: &TaskMessage) -> BasicProperties {
     let props = BasicProperties::default()
@@ -160,6 +174,16 @@ fn json_to_value(value: &Value) -> AMQPValue {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("amqp://guest:s3cret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://127.0.0.1"), "amqp://127.0.0.1");
+        assert_eq!(redact_url("amqp://u:p@ss@h/v"), "amqp://u:***@h/v");
+    }
 
     #[test]
     fn headers_survive_the_amqp_table() {

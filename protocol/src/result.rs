@@ -16,6 +16,17 @@ pub enum TaskStatus {
     Success,
     Failure,
     Retry,
+    Started,
+    /// Any other state a Celery backend may report (PENDING, REVOKED, custom).
+    #[serde(other)]
+    Other,
+}
+
+impl TaskStatus {
+    /// SUCCESS and FAILURE end a task; other states are progress reports.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Success | Self::Failure)
+    }
 }
 
 /// An exception in the shape Celery's JSON serializer gives it.
@@ -166,5 +177,14 @@ mod tests {
         let result = TaskResult::decode(body).expect("decodes");
         assert_eq!(result.result, json!(3));
         assert_eq!(result.worker, None);
+    }
+
+    #[test]
+    fn progress_states_are_not_final() {
+        let body = br#"{"status": "REVOKED", "result": null, "traceback": null, "task_id": "x"}"#;
+        let result = TaskResult::decode(body).expect("decodes");
+        assert_eq!(result.status, TaskStatus::Other);
+        assert!(!result.status.is_final());
+        assert!(TaskStatus::Failure.is_final());
     }
 }

@@ -1,0 +1,210 @@
+//! Load tests: the seed's scenario (send N tasks, collect the results) and an
+//! open-loop mode (a fixed arrival rate for a duration) to drive the autoscaler.
+
+pub mod plan;
+pub mod report;
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::client::Client;
+use crate::error::DispatchError;
+use crate::replies::TaskReply;
+use plan::PlannedTask;
+use report::{RunReport, Sample, Totals, summarize};
+
+/// How results are collected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Collect {
+    /// All tasks in flight at once (up to the window); results taken as they complete.
+    Concurrent,
+    /// One task at a time: publish, block on its result, then the next. The seed's
+    /// `task.delay().get()` pattern, whose wall time is the sum of the task times.
+    Sequential,
+}
+
+impl Collect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Concurrent => "concurrent",
+            Self::Sequential => "sequential",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub collect: Collect,
+    /// Most tasks in flight at once in concurrent mode.
+    pub window: usize,
+    /// Per-task result timeout; a task without a result by then counts as lost.
+    pub timeout: Duration,
+    pub progress: bool,
+}
+
+/// What one task came to.
+enum Finished {
+    Done(Sample),
+    Failed(Sample),
+    Lost,
+}
+
+/// Runs `plan` as a closed loop and reports it.
+pub async fn run_closed(client: &Client, plan: &[PlannedTask], options: &RunOptions) -> RunReport {
+    let bar = progress(plan.len() as u64, options.progress);
+    let duplicates_before = client.duplicates();
+    let started = Instant::now();
+    let mut finished = Vec::with_capacity(plan.len());
+    match options.collect {
+        Collect::Sequential => {
+            for task in plan {
+                finished.push(one(client, task, options.timeout).await);
+                bar.inc(1);
+            }
+        }
+        Collect::Concurrent => {
+            let mut runs = futures::stream::iter(plan)
+                .map(|task| one(client, task, options.timeout))
+                .buffer_unordered(options.window.max(1));
+            while let Some(outcome) = runs.next().await {
+                finished.push(outcome);
+                bar.inc(1);
+            }
+        }
+    }
+    let wall = started.elapsed();
+    bar.finish_and_clear();
+    report(
+        options.collect.as_str(),
+        plan.len(),
+        wall,
+        finished,
+        client.duplicates() - duplicates_before,
+    )
+}
+
+/// Publishes `rate` tasks per second for `duration`, whatever the backlog, then
+/// waits for the results.
+pub async fn run_open(
+    client: &Client,
+    plan: &[PlannedTask],
+    rate: f64,
+    options: &RunOptions,
+) -> RunReport {
+    let bar = progress(plan.len() as u64, options.progress);
+    let duplicates_before = client.duplicates();
+    let started = Instant::now();
+    let mut running = FuturesUnordered::new();
+    let mut finished = Vec::with_capacity(plan.len());
+    for (i, task) in plan.iter().enumerate() {
+        let due = started + Duration::from_secs_f64(i as f64 / rate);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(due.into()) => break,
+                Some(outcome) = running.next(), if !running.is_empty() => {
+                    finished.push(outcome);
+                    bar.inc(1);
+                }
+            }
+        }
+        running.push(one(client, task, options.timeout));
+    }
+    while let Some(outcome) = running.next().await {
+        finished.push(outcome);
+        bar.inc(1);
+    }
+    let wall = started.elapsed();
+    bar.finish_and_clear();
+    report(
+        "open-loop",
+        plan.len(),
+        wall,
+        finished,
+        client.duplicates() - duplicates_before,
+    )
+}
+
+async fn one(client: &Client, task: &PlannedTask, timeout: Duration) -> Finished {
+    let handle = match client.submit(task.message()).await {
+        Ok(handle) => handle,
+        Err(error) => {
+            tracing::warn!(%error, "task not published");
+            return Finished::Lost;
+        }
+    };
+    let queue = handle.queue.clone();
+    let submitted_at = handle.submitted_at;
+    match handle.wait(timeout).await {
+        Ok(reply) => {
+            let failed = reply.result.status != warren_protocol::TaskStatus::Success;
+            let sample = sample(queue, submitted_at, task, reply);
+            if failed {
+                Finished::Failed(sample)
+            } else {
+                Finished::Done(sample)
+            }
+        }
+        Err(DispatchError::Timeout { .. } | DispatchError::Closed { .. }) => Finished::Lost,
+        Err(error) => {
+            tracing::warn!(%error, "no result");
+            Finished::Lost
+        }
+    }
+}
+
+fn sample(queue: String, submitted_at: Instant, task: &PlannedTask, reply: TaskReply) -> Sample {
+    Sample {
+        queue,
+        latency: reply.received_at.saturating_duration_since(submitted_at),
+        worker: reply.worker().map(str::to_owned),
+        runtime: reply
+            .runtime
+            .unwrap_or_else(|| Duration::from_secs_f64(task.seconds)),
+        concurrency: reply.concurrency,
+    }
+}
+
+fn report(
+    collect: &str,
+    tasks: usize,
+    wall: Duration,
+    finished: Vec<Finished>,
+    duplicates: u64,
+) -> RunReport {
+    let mut samples = Vec::with_capacity(finished.len());
+    let (mut failed, mut lost) = (0, 0);
+    for outcome in finished {
+        match outcome {
+            Finished::Done(sample) => samples.push(sample),
+            Finished::Failed(sample) => {
+                failed += 1;
+                samples.push(sample);
+            }
+            Finished::Lost => lost += 1,
+        }
+    }
+    let totals = Totals {
+        tasks,
+        wall,
+        failed,
+        lost,
+        duplicates,
+    };
+    summarize(collect, &samples, totals)
+}
+
+fn progress(len: u64, visible: bool) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} tasks ({per_sec})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,210 @@
+//! `warren-dispatcher`: send one task, or run the seed's load test.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value};
+use warren_dispatcher::load_test::plan::{PlanSpec, parse_mix};
+use warren_dispatcher::load_test::report::table;
+use warren_dispatcher::load_test::{Collect, RunOptions, run_closed, run_open};
+use warren_dispatcher::{Client, ClientConfig};
+use warren_protocol::{RoutingTable, TaskMessage, TaskStatus};
+
+/// Publish Celery-compatible tasks to RabbitMQ and collect their results.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Broker URL; the password is never printed.
+    #[arg(long, global = true, env = "WARREN_AMQP_URL", default_value = warren_dispatcher::client::DEFAULT_AMQP_URL, hide_default_value = true)]
+    amqp_url: String,
+    /// Extra route TASK=QUEUE (repeatable); defaults are task_a=queue_a, task_b=queue_b.
+    #[arg(long = "route", global = true, value_name = "TASK=QUEUE")]
+    routes: Vec<String>,
+    /// File of routes, one `TASK = QUEUE` per line; replaces the defaults.
+    #[arg(long, global = true)]
+    routes_file: Option<PathBuf>,
+    /// How long to wait for the broker at start.
+    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
+    connect_timeout: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send one task and print its result as JSON.
+    Send(SendArgs),
+    /// Send many tasks and report throughput, efficiency, latency and spread.
+    LoadTest(LoadTestArgs),
+}
+
+#[derive(Debug, Args)]
+struct SendArgs {
+    /// Task name, e.g. task_a or celery_app.task_a.
+    #[arg(long, default_value = "task_a")]
+    task: String,
+    /// Positional argument as JSON (repeatable), e.g. --arg 0.2.
+    #[arg(long = "arg", value_name = "JSON")]
+    args: Vec<String>,
+    /// Keyword arguments as a JSON object, e.g. '{"seconds": 0.2, "cpu": true}'.
+    #[arg(long, value_name = "JSON")]
+    kwargs: Option<String>,
+    /// How long to wait for the result.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+struct LoadTestArgs {
+    /// Task counts, one run each (closed loop).
+    #[arg(long, value_delimiter = ',', default_value = "20,50,100")]
+    tasks: Vec<usize>,
+    /// Ratio of task_a to task_b.
+    #[arg(long, default_value = "1:1")]
+    mix: String,
+    /// concurrent: all in flight, results as they complete; sequential: one
+    /// task at a time, as the seed's blocking .get() does.
+    #[arg(long, value_enum, default_value_t = Collect::Concurrent)]
+    collect: Collect,
+    /// Open loop: tasks per second, regardless of backlog (needs --duration).
+    #[arg(long, requires = "duration")]
+    rate: Option<f64>,
+    /// Open loop: how long to publish at --rate.
+    #[arg(long, requires = "rate", value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Shortest task duration in seconds.
+    #[arg(long, default_value_t = 0.1)]
+    min_seconds: f64,
+    /// Longest task duration in seconds.
+    #[arg(long, default_value_t = 0.2)]
+    max_seconds: f64,
+    /// Tasks that do no work (duration 0): measures round trips.
+    #[arg(long, conflicts_with_all = ["min_seconds", "max_seconds"])]
+    no_work: bool,
+    /// Ask for CPU work (hashing) instead of waiting.
+    #[arg(long)]
+    cpu: bool,
+    /// Name sent for task A (e.g. celery_app.task_a for the seed's Celery app).
+    #[arg(long, default_value = "task_a")]
+    task_a: String,
+    /// Name sent for task B.
+    #[arg(long, default_value = "task_b")]
+    task_b: String,
+    /// Most tasks in flight at once.
+    #[arg(long, default_value_t = 1000)]
+    window: usize,
+    /// Per-task result timeout; later results count as lost.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Seed of the task plan (same seed, same durations).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Print one JSON object per run instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let routing = match &cli.routes_file {
+        Some(path) => RoutingTable::from_file(path)?,
+        None => RoutingTable::default(),
+    }
+    .with_rules(cli.routes.iter().map(String::as_str))?;
+    let config = ClientConfig {
+        amqp_url: cli.amqp_url.clone(),
+        routing,
+        ..ClientConfig::default()
+    };
+    let client = Client::connect(config, cli.connect_timeout).await?;
+    match cli.command {
+        Command::Send(args) => send(&client, args).await,
+        Command::LoadTest(args) => load_test(&client, args).await,
+    }
+}
+
+async fn send(client: &Client, args: SendArgs) -> anyhow::Result<()> {
+    let positional = args
+        .args
+        .iter()
+        .map(|a| serde_json::from_str(a).with_context(|| format!("--arg {a:?} is not JSON")))
+        .collect::<anyhow::Result<Vec<Value>>>()?;
+    let kwargs: Map<String, Value> = match &args.kwargs {
+        None => Map::new(),
+        Some(text) => serde_json::from_str(text)
+            .with_context(|| format!("--kwargs {text:?} is not a JSON object"))?,
+    };
+    let reply = client
+        .call(
+            TaskMessage::new(args.task, positional, kwargs),
+            args.timeout,
+        )
+        .await?;
+    println!("{}", serde_json::to_string_pretty(&reply.result)?);
+    if reply.result.status != TaskStatus::Success {
+        bail!("task failed");
+    }
+    Ok(())
+}
+
+async fn load_test(client: &Client, args: LoadTestArgs) -> anyhow::Result<()> {
+    let mix = parse_mix(&args.mix, [&args.task_a, &args.task_b]).map_err(anyhow::Error::msg)?;
+    let (min_seconds, max_seconds) = if args.no_work {
+        (0.0, 0.0)
+    } else {
+        (args.min_seconds, args.max_seconds)
+    };
+    if !(0.0..=3600.0).contains(&min_seconds) || max_seconds < min_seconds || max_seconds > 3600.0 {
+        bail!("need 0 <= --min-seconds <= --max-seconds <= 3600");
+    }
+    let spec = PlanSpec {
+        mix,
+        min_seconds,
+        max_seconds,
+        cpu: args.cpu,
+        seed: args.seed,
+    };
+    let options = RunOptions {
+        collect: args.collect,
+        window: args.window,
+        timeout: args.timeout,
+        progress: !args.json && std::io::stderr().is_terminal(),
+    };
+    let mut reports = Vec::new();
+    if let (Some(rate), Some(duration)) = (args.rate, args.duration) {
+        if !(rate > 0.0 && rate.is_finite()) {
+            bail!("--rate must be a positive number of tasks per second");
+        }
+        let count = (rate * duration.as_secs_f64()).round() as usize;
+        let plan = spec.plan(count);
+        reports.push(run_open(client, &plan, rate, &options).await);
+    } else {
+        for count in &args.tasks {
+            let plan = spec.plan(*count);
+            reports.push(run_closed(client, &plan, &options).await);
+        }
+    }
+    if args.json {
+        for report in &reports {
+            println!("{}", serde_json::to_string(report)?);
+        }
+    } else {
+        print!("{}", table(&reports));
+    }
+    let lost: u64 = reports.iter().map(|r| r.lost).sum();
+    if lost > 0 {
+        bail!("{lost} task(s) got no result");
+    }
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! Runs one delivery to the end: decode, run the handler (with retries and the
+//! hard time limit), then publish the result, dead-letter if needed, and only then
+//! ack. A failure to publish leaves the message unacked, so the broker redelivers it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Confirmation};
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::{debug, warn};
+use warren_protocol::amqp::{result_properties, table_to_json};
+use warren_protocol::{IncomingMessage, TaskMessage};
+
+use crate::config::WorkerConfig;
+use crate::disposition::{Delivered, Outcome, dispose};
+use crate::metrics::{NameLabel, ReasonLabel, WorkerMetrics};
+use crate::registry::{TaskError, TaskRegistry, TaskRequest};
+
+/// Result header: how long the handler ran, in (fractional) milliseconds.
+pub const RUNTIME_HEADER: &str = "x-warren-runtime-ms";
+/// Result header: the worker's concurrency, so a client can compute ideal throughput.
+pub const CONCURRENCY_HEADER: &str = "x-warren-concurrency";
+
+/// Why a delivery could not be settled; it is then left to the broker to redeliver.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("broker connection failed while settling a delivery: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker refused (nacked) a publish to {queue:?}")]
+    Refused { queue: String },
+}
+
+/// What every delivery of one broker session shares.
+pub(crate) struct DeliveryContext {
+    pub config: Arc<WorkerConfig>,
+    pub registry: Arc<TaskRegistry>,
+    pub metrics: Arc<WorkerMetrics>,
+    pub publisher: Channel,
+    pub dead_letter_queue: String,
+}
+
+pub(crate) async fn process(
+    delivery: Delivery,
+    ctx: Arc<DeliveryContext>,
+    _permit: OwnedSemaphorePermit,
+) -> Result<(), DeliveryError> {
+    let headers = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .map(table_to_json)
+        .unwrap_or_default();
+    let props = &delivery.properties;
+    let correlation_id = props.correlation_id().as_ref().map(|s| s.as_str());
+    let reply_to = props.reply_to().as_ref().map(|s| s.as_str());
+    let incoming = IncomingMessage {
+        headers: &headers,
+        body: &delivery.data,
+        content_type: props.content_type().as_ref().map(|s| s.as_str()),
+        correlation_id,
+        reply_to,
+    };
+    let started = Instant::now();
+    let decoded = TaskMessage::decode(incoming);
+    let (outcome, message) = match decoded {
+        Err(error) => (Outcome::Undecodable(error.to_string()), None),
+        Ok(message) if !ctx.registry.contains(&message.task) => {
+            (Outcome::UnknownTask(message.task.clone()), Some(message))
+        }
+        Ok(message) => (run(&message, &ctx).await, Some(message)),
+    };
+    let runtime = started.elapsed();
+    let task_name = message
+        .as_ref()
+        .map_or("<undecodable>", |m| m.task.as_str());
+    record(&ctx.metrics, task_name, &outcome, runtime);
+    let task_id = message.as_ref().map(|m| m.id.as_str()).or(correlation_id);
+    let disposition = dispose(
+        outcome,
+        Delivered {
+            task_id,
+            reply_to: message.as_ref().map_or(reply_to, |m| m.reply_to.as_deref()),
+            ignore_result: message.as_ref().is_some_and(|m| m.ignore_result),
+            worker: &ctx.config.name,
+        },
+    );
+
+    let delivered = async {
+        if let (Some(reply), Some(reply_to)) = (&disposition.reply, reply_to) {
+            let mut result_headers = FieldTable::default();
+            let millis = runtime.as_secs_f64() * 1000.0;
+            result_headers.insert(RUNTIME_HEADER.into(), AMQPValue::Double(millis));
+            let concurrency = i64::try_from(ctx.config.concurrency).unwrap_or(i64::MAX);
+            result_headers.insert(
+                CONCURRENCY_HEADER.into(),
+                AMQPValue::LongLongInt(concurrency),
+            );
+            let properties = result_properties(&reply.task_id, result_headers);
+            publish(&ctx.publisher, "", reply_to, &reply.encode(), properties).await?;
+        }
+        if let Some((reason, detail)) = &disposition.dead_letter {
+            warn!(task = task_name, id = task_id, reason = reason.as_str(), %detail, "dead-lettering message");
+            let properties = dead_letter_properties(&delivery, reason.as_str(), detail, &ctx);
+            publish(
+                &ctx.publisher,
+                "",
+                &ctx.dead_letter_queue,
+                &delivery.data,
+                properties,
+            )
+            .await?;
+            ctx.metrics
+                .dead_lettered
+                .get_or_create(&ReasonLabel {
+                    reason: reason.as_str().into(),
+                })
+                .inc();
+        }
+        Ok::<(), DeliveryError>(())
+    };
+    if let Err(error) = delivered.await {
+        // Give the message back now rather than when the channel closes; if the
+        // connection is gone this fails too, and the broker requeues it anyway.
+        let _ = delivery
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await;
+        return Err(error);
+    }
+    delivery.ack(BasicAckOptions::default()).await?;
+    debug!(task = task_name, id = task_id, ?runtime, "acked");
+    Ok(())
+}
+
+/// Runs the handler, retrying retryable failures with backoff.
+async fn run(message: &TaskMessage, ctx: &DeliveryContext) -> Outcome {
+    let hard_limit = message
+        .timelimit
+        .0
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64);
+    ctx.metrics.in_flight.inc();
+    let mut retry = 0;
+    let outcome = loop {
+        let request = TaskRequest::from_message(message, message.retries + retry);
+        let Some(handler) = ctx.registry.call(request) else {
+            break Outcome::UnknownTask(message.task.clone());
+        };
+        match run_isolated(handler, hard_limit).await {
+            Ok(value) => break Outcome::Succeeded(value),
+            Err(error) => {
+                let delay = error
+                    .retryable
+                    .then(|| ctx.config.retry.delay(message.retries, retry))
+                    .flatten();
+                let Some(delay) = delay else {
+                    break Outcome::Failed {
+                        error,
+                        attempts: retry + 1,
+                    };
+                };
+                warn!(task = %message.task, id = %message.id, %error, ?delay, "task failed; retrying");
+                ctx.metrics
+                    .retries
+                    .get_or_create(&NameLabel {
+                        task: message.task.clone(),
+                    })
+                    .inc();
+                tokio::time::sleep(delay).await;
+                retry += 1;
+            }
+        }
+    };
+    ctx.metrics.in_flight.dec();
+    outcome
+}
+
+/// Runs a handler on its own task so that a panic or an overrun becomes a task
+/// failure instead of taking the worker down.
+async fn run_isolated(
+    handler: crate::registry::TaskFuture,
+    hard_limit: Option<Duration>,
+) -> Result<serde_json::Value, TaskError> {
+    let mut handle = tokio::spawn(handler);
+    let joined = match hard_limit {
+        None => (&mut handle).await,
+        Some(limit) => match tokio::time::timeout(limit, &mut handle).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                handle.abort();
+                return Err(TaskError {
+                    exception: warren_protocol::ExceptionInfo {
+                        exc_type: "TimeLimitExceeded".into(),
+                        exc_message: vec![serde_json::json!(limit.as_secs_f64())],
+                        exc_module: "celery.exceptions".into(),
+                    },
+                    retryable: false,
+                });
+            }
+        },
+    };
+    match joined {
+        Ok(result) => result,
+        Err(join_error) => Err(TaskError::fatal(
+            "RuntimeError",
+            format!("task handler panicked: {join_error}"),
+        )),
+    }
+}
+
+async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), DeliveryError> {
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await?
+        .await?;
+    match confirm {
+        Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Nack(_) => Err(DeliveryError::Refused {
+            queue: routing_key.to_owned(),
+        }),
+    }
+}
+
+/// The original message, its properties intact, plus why it was dead-lettered.
+fn dead_letter_properties(
+    delivery: &Delivery,
+    reason: &str,
+    detail: &str,
+    ctx: &DeliveryContext,
+) -> BasicProperties {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+    headers.insert("x-warren-reason".into(), text(reason));
+    headers.insert("x-warren-error".into(), text(detail));
+    headers.insert("x-warren-queue".into(), text(&ctx.config.queue));
+    headers.insert("x-warren-worker".into(), text(&ctx.config.name));
+    delivery.properties.clone().with_headers(headers)
+}
+
+fn record(metrics: &WorkerMetrics, task: &str, outcome: &Outcome, runtime: Duration) {
+    let label = match outcome {
+        Outcome::Succeeded(_) => "success",
+        Outcome::Failed { .. } => "failure",
+        Outcome::Undecodable(_) => "undecodable",
+        Outcome::UnknownTask(_) => "unknown",
+    };
+    metrics.record(task, label);
+    if matches!(outcome, Outcome::Succeeded(_) | Outcome::Failed { .. }) {
+        metrics
+            .duration
+            .get_or_create(&NameLabel { task: task.into() })
+            .observe(runtime.as_secs_f64());
+    }
+}

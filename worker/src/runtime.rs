@@ -1,0 +1,229 @@
+//! The worker's broker session loop: connect, declare, consume with
+//! prefetch, run deliveries concurrently, reconnect with backoff when the broker goes
+//! away, and shut down gracefully on request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties, Consumer};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use warren_protocol::amqp::{declare_dead_letter_queue, declare_task_queue, redact_url};
+
+use crate::config::WorkerConfig;
+use crate::delivery::{DeliveryContext, DeliveryError, process};
+use crate::metrics::WorkerMetrics;
+use crate::registry::TaskRegistry;
+
+/// How one broker session ended.
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+pub struct Worker {
+    config: Arc<WorkerConfig>,
+    registry: Arc<TaskRegistry>,
+    metrics: Arc<WorkerMetrics>,
+}
+
+impl Worker {
+    pub fn new(config: WorkerConfig, registry: TaskRegistry) -> Self {
+        Self {
+            config: Arc::new(config),
+            registry: Arc::new(registry),
+            metrics: Arc::new(WorkerMetrics::new()),
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<WorkerMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Consumes until `shutdown` is cancelled, reconnecting whenever the broker is
+    /// lost. Returns once in-flight work is settled (or the grace period ran out).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let end = match self.session(&shutdown).await {
+                Ok(end) => end,
+                Err(error) => SessionEnd::Lost(error.to_string()),
+            };
+            self.metrics.set_ready(false);
+            self.metrics.connected.set(0);
+            match end {
+                SessionEnd::Shutdown => return,
+                SessionEnd::Lost(reason) => {
+                    warn!(
+                        broker = %redact_url(&self.config.amqp_url),
+                        %reason,
+                        retry_in = ?backoff,
+                        "broker unavailable; reconnecting"
+                    );
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(self.config.reconnect_max);
+        }
+    }
+
+    async fn session(&self, shutdown: &CancellationToken) -> lapin::Result<SessionEnd> {
+        let config = &self.config;
+        let properties =
+            ConnectionProperties::default().with_connection_name(config.name.as_str().into());
+        let connection = Connection::connect(&config.amqp_url, properties).await?;
+        let consume_channel = connection.create_channel().await?;
+        consume_channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await?;
+        declare_task_queue(&consume_channel, &config.queue).await?;
+        let dead_letter_queue = declare_dead_letter_queue(&consume_channel, &config.queue).await?;
+        let publisher = connection.create_channel().await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let consumer = consume_channel
+            .basic_consume(
+                config.queue.as_str().into(),
+                config.name.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        self.metrics.connected.set(1);
+        self.metrics.set_ready(true);
+        info!(
+            queue = %config.queue,
+            concurrency = config.concurrency,
+            prefetch = config.prefetch,
+            tasks = ?self.registry.names(),
+            "consuming"
+        );
+        let ctx = Arc::new(DeliveryContext {
+            config: Arc::clone(config),
+            registry: Arc::clone(&self.registry),
+            metrics: Arc::clone(&self.metrics),
+            publisher,
+            dead_letter_queue,
+        });
+        let mut tasks = JoinSet::new();
+        let end = self
+            .consume(consumer.clone(), ctx, &mut tasks, shutdown)
+            .await;
+        match end {
+            SessionEnd::Shutdown => {
+                self.metrics.set_ready(false);
+                info!("shutting down: no new deliveries, finishing in-flight tasks");
+                let cancel = consume_channel
+                    .basic_cancel(config.name.as_str().into(), BasicCancelOptions::default())
+                    .await;
+                if cancel.is_ok() {
+                    return_unstarted(consumer).await;
+                }
+                self.drain(&mut tasks).await;
+                let _ = connection.close(200, "worker shutting down".into()).await;
+                Ok(SessionEnd::Shutdown)
+            }
+            lost => {
+                tasks.abort_all();
+                Ok(lost)
+            }
+        }
+    }
+
+    async fn consume(
+        &self,
+        mut consumer: Consumer,
+        ctx: Arc<DeliveryContext>,
+        tasks: &mut JoinSet<Result<(), DeliveryError>>,
+        shutdown: &CancellationToken,
+    ) -> SessionEnd {
+        let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return SessionEnd::Shutdown,
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => log_settled(joined),
+                next = consumer.next() => {
+                    let delivery = match next {
+                        None => return SessionEnd::Lost("the broker cancelled the consumer".into()),
+                        Some(Err(error)) => return SessionEnd::Lost(error.to_string()),
+                        Some(Ok(delivery)) => delivery,
+                    };
+                    // With prefetch above concurrency a delivery may wait here; if
+                    // shutdown comes first it goes back to the queue unstarted.
+                    let permit = tokio::select! {
+                        permit = Arc::clone(&permits).acquire_owned() => permit,
+                        () = shutdown.cancelled() => {
+                            let _ = delivery.nack(requeue()).await;
+                            return SessionEnd::Shutdown;
+                        }
+                    };
+                    let Ok(permit) = permit else {
+                        return SessionEnd::Lost("worker semaphore closed".into());
+                    };
+                    tasks.spawn(process(delivery, Arc::clone(&ctx), permit));
+                }
+            }
+        }
+    }
+
+    /// Waits for in-flight tasks up to the grace period. Tasks still running after
+    /// it are dropped unacked, so the broker hands them to another worker.
+    async fn drain(&self, tasks: &mut JoinSet<Result<(), DeliveryError>>) {
+        let in_flight = tasks.len();
+        let drained = tokio::time::timeout(self.config.grace_period, async {
+            while let Some(joined) = tasks.join_next().await {
+                log_settled(joined);
+            }
+        })
+        .await;
+        match drained {
+            Ok(()) => info!(in_flight, "in-flight tasks settled"),
+            Err(_) => {
+                error!(
+                    abandoned = tasks.len(),
+                    grace_period = ?self.config.grace_period,
+                    "grace period over; abandoning tasks, the broker will redeliver them"
+                );
+                tasks.abort_all();
+            }
+        }
+    }
+}
+
+/// Deliveries that reached us after basic.cancel went out never started: requeue them.
+async fn return_unstarted(mut consumer: Consumer) {
+    while let Ok(Some(Ok(delivery))) =
+        tokio::time::timeout(Duration::from_millis(500), consumer.next()).await
+    {
+        let _ = delivery.nack(requeue()).await;
+    }
+}
+
+fn requeue() -> BasicNackOptions {
+    BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    }
+}
+
+fn log_settled(joined: Result<Result<(), DeliveryError>, tokio::task::JoinError>) {
+    match joined {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => warn!(%error, "delivery left for redelivery"),
+        Err(error) if error.is_cancelled() => {}
+        Err(error) => error!(%error, "delivery task failed"),
+    }
+}
