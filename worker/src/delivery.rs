@@ -1,6 +1,6 @@
 //! Runs one delivery to the end: decode, run the handler (with retries and the
-//! hard time limit), then publish the result, dead-letter if needed, and only then
-//! ack. A failure to publish leaves the message unacked, so the broker redelivers it.
+//! hard time limit), then dead-letter if needed, publish the result, and only then
+//! ack. By the time a caller sees a FAILURE, the message is in the dead-letter queue. A failure to publish leaves the message unacked, so the broker redelivers it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,18 +89,6 @@ pub(crate) async fn process(
     );
 
     let delivered = async {
-        if let (Some(reply), Some(reply_to)) = (&disposition.reply, reply_to) {
-            let mut result_headers = FieldTable::default();
-            let millis = runtime.as_secs_f64() * 1000.0;
-            result_headers.insert(RUNTIME_HEADER.into(), AMQPValue::Double(millis));
-            let concurrency = i64::try_from(ctx.config.concurrency).unwrap_or(i64::MAX);
-            result_headers.insert(
-                CONCURRENCY_HEADER.into(),
-                AMQPValue::LongLongInt(concurrency),
-            );
-            let properties = result_properties(&reply.task_id, result_headers);
-            publish(&ctx.publisher, "", reply_to, &reply.encode(), properties).await?;
-        }
         if let Some((reason, detail)) = &disposition.dead_letter {
             warn!(task = task_name, id = task_id, reason = reason.as_str(), %detail, "dead-lettering message");
             let properties = dead_letter_properties(&delivery, reason.as_str(), detail, &ctx);
@@ -118,6 +106,18 @@ pub(crate) async fn process(
                     reason: reason.as_str().into(),
                 })
                 .inc();
+        }
+        if let (Some(reply), Some(reply_to)) = (&disposition.reply, reply_to) {
+            let mut result_headers = FieldTable::default();
+            let millis = runtime.as_secs_f64() * 1000.0;
+            result_headers.insert(RUNTIME_HEADER.into(), AMQPValue::Double(millis));
+            let concurrency = i64::try_from(ctx.config.concurrency).unwrap_or(i64::MAX);
+            result_headers.insert(
+                CONCURRENCY_HEADER.into(),
+                AMQPValue::LongLongInt(concurrency),
+            );
+            let properties = result_properties(&reply.task_id, result_headers);
+            publish(&ctx.publisher, "", reply_to, &reply.encode(), properties).await?;
         }
         Ok::<(), DeliveryError>(())
     };

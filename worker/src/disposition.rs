@@ -1,6 +1,6 @@
 //! What becomes of a delivery once it has run (or could not): the result to send
 //! back, whether it goes to the dead-letter queue. Pure, so every path is tested
-//! without a broker; the runtime then publishes, dead-letters and acks in order.
+//! without a broker; the runtime then dead-letters, replies and acks, in that order.
 
 use serde_json::Value;
 use warren_protocol::{ExceptionInfo, TaskResult};
@@ -40,7 +40,7 @@ impl DeadLetterReason {
     }
 }
 
-/// What the runtime must do, in order: reply, dead-letter, then ack.
+/// What the runtime must do before it acks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Disposition {
     pub reply: Option<TaskResult>,
