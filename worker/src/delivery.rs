@@ -1,6 +1,7 @@
 //! Runs one delivery to the end: decode, run the handler (with retries and the
 //! hard time limit), then dead-letter if needed, publish the result, and only then
-//! ack. By the time a caller sees a FAILURE, the message is in the dead-letter queue. A failure to publish leaves the message unacked, so the broker redelivers it.
+//! ack. By the time a caller sees a FAILURE, the message is in the dead-letter
+//! queue. A failure to publish leaves the message unacked, so the broker redelivers it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
