@@ -1,0 +1,65 @@
+# warren: two commands on a fresh machine.
+#   make demo   the seed's scenario on warren: queues, workers, the load-test table
+#   make test   everything, against a real RabbitMQ and a real kube-apiserver
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+export WARREN_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
+export WARREN_MANAGEMENT_URL ?= http://127.0.0.1:15672
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+.PHONY: test
+test: rabbitmq-up lint test-rust test-cluster ## Run every test (starts RabbitMQ and the local cluster)
+
+.PHONY: test-rust
+test-rust: rabbitmq-up ## Unit, property and broker integration tests
+	$(CARGO) test --workspace --all-targets --locked
+
+.PHONY: test-cluster
+test-cluster: tools ## Local control plane tests (brings the cluster up, then down)
+	bash deploy/local/test-cluster.sh
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: build
+build: ## Release binaries in target/release
+	$(CARGO) build --release --workspace --locked
+
+.PHONY: demo
+demo: rabbitmq-up build ## The seed's load test on warren: 1 then 3 workers per queue
+	bash deploy/local/demo-task-flow.sh
+
+.PHONY: bench
+bench: rabbitmq-up build ## Benchmarks side by side with Celery; writes docs/benchmarks.md
+	bash deploy/local/bench-task-flow.sh
+
+.PHONY: rabbitmq-up
+rabbitmq-up: ## Install (if missing) and start RabbitMQ on 127.0.0.1
+	bash deploy/local/rabbitmq.sh up
+
+.PHONY: rabbitmq-down
+rabbitmq-down: ## Stop the RabbitMQ that rabbitmq-up started
+	bash deploy/local/rabbitmq.sh down
+
+.PHONY: tools
+tools: ## Build the pinned control-plane binaries and helm (cached in ~/.cache/warren)
+	bash deploy/local/tools.sh
+
+.PHONY: cluster-up
+cluster-up: tools ## Start the local control plane with kwok nodes
+	bash deploy/local/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local control plane and remove its state
+	bash deploy/local/cluster.sh down
+
+.PHONY: cluster-status
+cluster-status: ## Is the local control plane up?
+	bash deploy/local/cluster.sh status
