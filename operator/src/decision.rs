@@ -1,0 +1,303 @@
+//! The scaling decision: from a TaskQueue's policy, the latest queue reading, the
+//! recent history and the current replica count to the desired count and a reason
+//! a person can read. Pure: no client, no clock (`now` is an argument).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::crd::TaskQueueSpec;
+
+/// The numbers of a TaskQueue's spec that scaling uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingPolicy {
+    pub min_replicas: i32,
+    pub max_replicas: i32,
+    pub target_backlog_per_replica: i64,
+    pub activation_backlog: i64,
+    pub count_unacked: bool,
+    /// Most replicas added per decision; 0 means no limit.
+    pub max_step: i32,
+    pub stabilization_window: Duration,
+    pub scale_to_zero_delay: Duration,
+    pub fallback_replicas: Option<i32>,
+    /// Readings older than this are treated as no reading at all.
+    pub max_reading_age: Duration,
+}
+
+impl From<&TaskQueueSpec> for ScalingPolicy {
+    fn from(spec: &TaskQueueSpec) -> Self {
+        Self {
+            min_replicas: spec.min_replicas.max(0),
+            max_replicas: spec.max_replicas.max(spec.min_replicas).max(1),
+            target_backlog_per_replica: spec.target_backlog_per_replica.max(1),
+            activation_backlog: spec.activation_backlog.max(1),
+            count_unacked: spec.count_unacked,
+            max_step: spec.scale_up.max_step.max(0),
+            stabilization_window: spec.scale_down.stabilization_window.duration(),
+            scale_to_zero_delay: spec.scale_down.scale_to_zero_delay.duration(),
+            fallback_replicas: spec.fallback_replicas,
+            // Three missed polls, and never less than the broker's own statistics lag.
+            max_reading_age: (spec.poll_interval.duration() * 3).max(Duration::from_secs(15)),
+        }
+    }
+}
+
+/// One reading of a queue, as the broker poller delivers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueReading {
+    pub ready: i64,
+    pub unacked: i64,
+    pub consumers: i64,
+    pub publish_rate: Option<f64>,
+    pub ack_rate: Option<f64>,
+    /// How old the reading is at decision time.
+    pub age: Duration,
+}
+
+/// What is known about the queue at decision time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    Reading(QueueReading),
+    /// The broker could not be read; the reason is safe to show (no secrets).
+    Unreadable(String),
+}
+
+/// Recommendations of the recent past, and since when the queue has been idle.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    recommendations: VecDeque<(Instant, i32)>,
+    idle_since: Option<Instant>,
+}
+
+impl History {
+    /// A history for a TaskQueue first seen at `now` with `current` replicas: it
+    /// counts as a recommendation, so a restarted operator does not scale down
+    /// before a full window has passed.
+    pub fn starting_at(now: Instant, current: i32) -> Self {
+        Self {
+            recommendations: VecDeque::from([(now, current)]),
+            idle_since: None,
+        }
+    }
+
+    /// Remembers what `decision` saw, forgetting what fell out of `window`.
+    pub fn record(&mut self, now: Instant, decision: &Decision, window: Duration) {
+        let Some(recommendation) = decision.recommendation else {
+            return;
+        };
+        while let Some((at, _)) = self.recommendations.front() {
+            if now.saturating_duration_since(*at) > window {
+                self.recommendations.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.recommendations.push_back((now, recommendation));
+        self.idle_since = if decision.idle {
+            self.idle_since.or(Some(now))
+        } else {
+            None
+        };
+    }
+
+    fn highest_within(&self, now: Instant, window: Duration) -> Option<i32> {
+        self.recommendations
+            .iter()
+            .filter(|(at, _)| now.saturating_duration_since(*at) <= window)
+            .map(|(_, r)| *r)
+            .max()
+    }
+
+    fn idle_for(&self, now: Instant) -> Duration {
+        self.idle_since
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
+    }
+}
+
+/// Why the desired count was held back from what the backlog asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    MaxReplicas,
+    MinReplicas,
+    MaxStep,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub desired: i32,
+    /// `"1 -> 4: backlog 37 over target 10/replica"`.
+    pub reason: String,
+    /// What the backlog alone asks for, within bounds; `None` without a reading.
+    pub recommendation: Option<i32>,
+    /// Nothing ready and nothing unacked.
+    pub idle: bool,
+    /// Backlog used (ready, plus unacked when counted).
+    pub backlog: Option<i64>,
+    pub limited: Option<Limit>,
+}
+
+pub fn decide(
+    policy: &ScalingPolicy,
+    observation: &Observation,
+    history: &History,
+    current: i32,
+    now: Instant,
+) -> Decision {
+    let reading = match observation {
+        Observation::Reading(reading) if reading.age <= policy.max_reading_age => reading,
+        Observation::Reading(reading) => {
+            return unreadable(
+                policy,
+                current,
+                &format!("the last reading is {:.0?} old", reading.age),
+            );
+        }
+        Observation::Unreadable(reason) => return unreadable(policy, current, reason),
+    };
+    let unacked = reading.unacked.max(0);
+    let backlog = reading.ready.max(0) + if policy.count_unacked { unacked } else { 0 };
+    let idle = reading.ready <= 0 && unacked == 0;
+    let target = policy.target_backlog_per_replica;
+    let asked = if current == 0 && backlog < policy.activation_backlog {
+        0
+    } else {
+        i32::try_from(backlog.saturating_add(target - 1) / target).unwrap_or(i32::MAX)
+    };
+    let (recommendation, bound) = clamp(asked, policy);
+    let decision = |desired: i32, reason: String, limited: Option<Limit>| Decision {
+        desired,
+        reason,
+        recommendation: Some(recommendation),
+        idle,
+        backlog: Some(backlog),
+        limited,
+    };
+    let load = format!("backlog {backlog} over target {target}/replica");
+
+    if recommendation > current {
+        if policy.max_step > 0 && recommendation > current.saturating_add(policy.max_step) {
+            // The step limit never keeps a workload below its minimum.
+            let desired = (current + policy.max_step).max(policy.min_replicas);
+            return decision(
+                desired,
+                format!(
+                    "{current} -> {desired}: {load}, limited by scaleUp.maxStep {}",
+                    policy.max_step
+                ),
+                Some(Limit::MaxStep),
+            );
+        }
+        let why = if current == 0 {
+            format!(
+                "backlog {backlog} reached activation {}",
+                policy.activation_backlog
+            )
+        } else {
+            load
+        };
+        let suffix = bound_note(bound, policy);
+        return decision(
+            recommendation,
+            format!("{current} -> {recommendation}: {why}{suffix}"),
+            bound,
+        );
+    }
+    if current > policy.max_replicas {
+        let max = policy.max_replicas;
+        return decision(
+            max,
+            format!("{current} -> {max}: above maxReplicas"),
+            Some(Limit::MaxReplicas),
+        );
+    }
+
+    // Down (or hold): the highest recommendation of the window, never below the
+    // consumers that hold unacknowledged messages.
+    let stabilized = history
+        .highest_within(now, policy.stabilization_window)
+        .map_or(recommendation, |h| h.max(recommendation));
+    let busy = i32::try_from(reading.consumers.max(0).min(unacked)).unwrap_or(i32::MAX);
+    let mut desired = stabilized.min(current).max(busy.min(current));
+    let mut reason = if desired < current {
+        format!("{current} -> {desired}: {load}")
+    } else if stabilized > recommendation {
+        format!(
+            "hold {current}: scale-down stabilizing, highest recommendation {stabilized} within {:?}",
+            policy.stabilization_window
+        )
+    } else if busy > recommendation {
+        format!("hold {current}: {busy} consumer(s) still hold unacked messages")
+    } else {
+        format!("hold {current}: {load}")
+    };
+    if desired == 0 && current > 0 {
+        let idle_for = if idle {
+            history.idle_for(now)
+        } else {
+            Duration::ZERO
+        };
+        if idle_for < policy.scale_to_zero_delay {
+            let delay = policy.scale_to_zero_delay;
+            desired = 1;
+            reason = if current > 1 {
+                format!("{current} -> 1: {load}; 1 -> 0 after {delay:?} idle")
+            } else {
+                format!(
+                    "hold 1: queue idle for {idle_for:.0?} of scaleDown.scaleToZeroDelay {delay:?}"
+                )
+            };
+        } else {
+            reason = format!("{current} -> 0: queue idle for {idle_for:.0?}");
+        }
+    }
+    let (desired, bound) = clamp(desired, policy);
+    decision(desired, reason + &bound_note(bound, policy), bound)
+}
+
+fn unreadable(policy: &ScalingPolicy, current: i32, reason: &str) -> Decision {
+    let (desired, text) = match policy.fallback_replicas {
+        Some(fallback) => {
+            let fallback = fallback.clamp(policy.min_replicas.max(1), policy.max_replicas);
+            (
+                fallback,
+                format!(
+                    "{current} -> {fallback}: broker unreadable ({reason}); using fallbackReplicas"
+                ),
+            )
+        }
+        None => (
+            current,
+            format!("hold {current}: broker unreadable ({reason})"),
+        ),
+    };
+    Decision {
+        desired,
+        reason: text,
+        recommendation: None,
+        idle: false,
+        backlog: None,
+        limited: None,
+    }
+}
+
+fn clamp(replicas: i32, policy: &ScalingPolicy) -> (i32, Option<Limit>) {
+    if replicas > policy.max_replicas {
+        (policy.max_replicas, Some(Limit::MaxReplicas))
+    } else if replicas < policy.min_replicas {
+        (policy.min_replicas, Some(Limit::MinReplicas))
+    } else {
+        (replicas, None)
+    }
+}
+
+fn bound_note(bound: Option<Limit>, policy: &ScalingPolicy) -> String {
+    match bound {
+        Some(Limit::MaxReplicas) => format!(" (capped at maxReplicas {})", policy.max_replicas),
+        Some(Limit::MinReplicas) => format!(" (held at minReplicas {})", policy.min_replicas),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;
