@@ -1,0 +1,124 @@
+//! Reading queue depths from the RabbitMQ management API: the HTTP client
+//! ([`management`]) and the poller that batches every TaskQueue of a broker into
+//! one paginated read per interval ([`poller`]).
+
+pub mod management;
+pub mod poller;
+
+use std::fmt;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// A broker's management API and the credentials to read it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// Base URL without a trailing slash, e.g. `http://rabbitmq:15672`.
+    pub url: String,
+    pub username: String,
+    pub password: Password,
+    /// PEM CA bundle for https, when the TaskQueue names one.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A password that never prints.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(password.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Counts of one queue as the management API reports them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueStats {
+    pub ready: i64,
+    pub unacked: i64,
+    pub consumers: i64,
+    pub publish_rate: Option<f64>,
+    pub ack_rate: Option<f64>,
+}
+
+/// Why a queue could not be read. Messages never include credentials.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum BrokerError {
+    #[error(
+        "the management API at {url} rejected the credentials (401): check the credentials Secret"
+    )]
+    Unauthorized { url: String },
+    #[error(
+        "the user has no access to vhost {vhost:?} at {url} (403): grant it the monitoring tag and vhost permissions"
+    )]
+    Forbidden { url: String, vhost: String },
+    #[error("queue {queue:?} does not exist in vhost {vhost:?}")]
+    QueueNotFound { vhost: String, queue: String },
+    #[error("vhost {vhost:?} does not exist at {url}")]
+    VhostNotFound { url: String, vhost: String },
+    #[error("the management API at {url} answered {status}")]
+    Server { url: String, status: u16 },
+    #[error("the management API at {url} did not answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("cannot reach the management API at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the management API at {url} sent a malformed answer: {reason}")]
+    Malformed { url: String, reason: String },
+    #[error("cannot use the credentials Secret: {0}")]
+    Credentials(String),
+}
+
+impl BrokerError {
+    /// A short, stable name for metrics labels and condition reasons.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unauthorized { .. } => "Unauthorized",
+            Self::Forbidden { .. } => "Forbidden",
+            Self::QueueNotFound { .. } => "QueueNotFound",
+            Self::VhostNotFound { .. } => "VhostNotFound",
+            Self::Server { .. } => "ServerError",
+            Self::Timeout { .. } => "Timeout",
+            Self::Unreachable { .. } => "Unreachable",
+            Self::Malformed { .. } => "MalformedResponse",
+            Self::Credentials(_) => "CredentialsInvalid",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_print() {
+        let endpoint = Endpoint {
+            url: "http://rabbitmq:15672".into(),
+            username: "warren".into(),
+            password: Password::new("hunter2"),
+            ca_pem: None,
+        };
+        let shown = format!("{endpoint:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("***"));
+    }
+}

@@ -1,0 +1,102 @@
+//! Wiring: the TaskQueue controller, triggered by watch events and by fresh broker
+//! readings, and the janitor that forgets TaskQueues that were deleted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::broker::poller::BrokerPoller;
+use crate::crd::TaskQueue;
+use crate::credentials::BrokerDefaults;
+use crate::metrics::Metrics;
+use crate::reconciler::{Context, error_policy, reconcile};
+use crate::target::Targets;
+
+pub struct Settings {
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    pub defaults: BrokerDefaults,
+    pub poll_timeout: Duration,
+    /// Reported as the Events' reporting instance (the pod name).
+    pub instance: String,
+}
+
+/// Runs the controller until `shutdown` is cancelled.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let api: Api<TaskQueue> = match &settings.namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    let (poller, triggered) = BrokerPoller::new(settings.poll_timeout, Arc::clone(&metrics));
+    let reporter = Reporter {
+        controller: "warren-operator".into(),
+        instance: Some(settings.instance.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client, reporter),
+        poller: poller.clone(),
+        metrics,
+        defaults: settings.defaults,
+        targets: Targets::default(),
+        histories: Mutex::new(HashMap::new()),
+    });
+    let controller = Controller::new(api, watcher::Config::default().any_semantic()).reconcile_on(
+        futures::stream::unfold(triggered, |mut rx| async move {
+            rx.recv().await.map(|object| (object, rx))
+        }),
+    );
+    let store = controller.store();
+    let janitor = {
+        let ctx = Arc::clone(&ctx);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let live: Vec<ObjectRef<TaskQueue>> = store
+                    .state()
+                    .iter()
+                    .map(|q| ObjectRef::from_obj(&**q))
+                    .collect();
+                let mut histories = ctx
+                    .histories
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                histories.retain(|object, _| live.contains(object));
+                for object in ctx.poller.watched() {
+                    if !live.contains(&object) {
+                        debug!(%object, "TaskQueue deleted; no longer polled");
+                        ctx.poller.unwatch(&object);
+                    }
+                }
+            }
+        })
+    };
+    info!("controller running");
+    controller
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+    janitor.abort();
+    info!("controller stopped");
+}

@@ -1,0 +1,201 @@
+//! `warren-operator`: `run` the controller, or print the `crd`.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube::CustomResourceExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use warren_operator::TaskQueue;
+use warren_operator::broker::Password;
+use warren_operator::controller::{Settings, run};
+use warren_operator::credentials::BrokerDefaults;
+use warren_operator::http::{Health, router};
+use warren_operator::leader::LeaderElector;
+use warren_operator::metrics::Metrics;
+
+/// Scale worker Deployments on RabbitMQ queue depth.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the operator (kubeconfig or in-cluster config).
+    Run(RunArgs),
+    /// Print the TaskQueue CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Management API of TaskQueues that set no spec.broker.managementUrl.
+    #[arg(
+        long,
+        env = "WARREN_MANAGEMENT_URL",
+        default_value = "http://rabbitmq:15672"
+    )]
+    management_url: String,
+    /// Default management API user (the chart sets it from a Secret).
+    #[arg(long, env = "WARREN_MANAGEMENT_USERNAME", default_value = "guest")]
+    management_username: String,
+    /// Default management API password; read from the environment only, never logged.
+    #[arg(
+        long = "management-password",
+        env = "WARREN_MANAGEMENT_PASSWORD",
+        default_value = "guest",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    management_password: String,
+    /// Timeout of one management API request.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    poll_timeout: Duration,
+    /// Watch TaskQueues in this namespace only [default: all namespaces].
+    #[arg(long, env = "WARREN_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Elect a leader on a Lease so that only one replica scales.
+    #[arg(long)]
+    leader_election: bool,
+    /// Namespace of the Lease [default: $POD_NAMESPACE, else "default"].
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, default_value = "warren-operator")]
+    lease_name: String,
+    /// How long a leader's lease lasts without renewal.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    /// This instance's identity [default: $HOSTNAME, the pod name].
+    #[arg(long, env = "HOSTNAME")]
+    identity: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Crd => {
+            print!("{}", serde_yaml::to_string(&TaskQueue::crd())?);
+            Ok(())
+        }
+        Command::Run(args) => run_operator(args).await,
+    }
+}
+
+async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_format);
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes config: set KUBECONFIG or run in a cluster")?;
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("warren-operator-{}", std::process::id()));
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.metrics_addr))?;
+    let health = router(Health {
+        metrics: Arc::clone(&metrics),
+        ready: Arc::clone(&ready),
+    });
+    tokio::spawn(async move { axum::serve(listener, health).await });
+    info!(addr = %args.metrics_addr, "serving /healthz, /readyz, /metrics");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        defaults: BrokerDefaults {
+            management_url: args.management_url.clone(),
+            username: args.management_username.clone(),
+            password: Password::new(args.management_password.clone()),
+        },
+        poll_timeout: args.poll_timeout,
+        instance: identity.clone(),
+    };
+    if !args.leader_election {
+        ready.store(true, Ordering::SeqCst);
+        run(client, settings, metrics, shutdown).await;
+        return Ok(());
+    }
+    let lease_namespace = args
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let elector = LeaderElector::new(
+        client.clone(),
+        &lease_namespace,
+        &args.lease_name,
+        &identity,
+        args.lease_duration,
+    );
+    // A standby is ready: it serves probes and waits for the lease.
+    ready.store(true, Ordering::SeqCst);
+    tokio::select! {
+        () = elector.acquire() => {}
+        () = shutdown.cancelled() => return Ok(()),
+    }
+    let controller = tokio::spawn(run(client, settings, metrics, shutdown.clone()));
+    tokio::select! {
+        () = elector.hold() => {
+            // Another instance may already be scaling: stop at once and let the
+            // process restart as a standby.
+            warn!("leadership lost; exiting");
+            shutdown.cancel();
+            let _ = controller.await;
+            std::process::exit(1);
+        }
+        () = shutdown.cancelled() => { let _ = controller.await; }
+    }
+    Ok(())
+}
+
+async fn signal_shutdown(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,115 @@
+//! Prometheus metrics of the operator: reconciliations, errors by kind, per-queue
+//! backlog and desired replicas, broker poll latency and request counts.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub namespace: String,
+    pub taskqueue: String,
+    pub queue: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Counter,
+    pub errors: Family<KindLabel, Counter>,
+    pub backlog: Family<QueueLabels, Gauge>,
+    pub desired: Family<QueueLabels, Gauge>,
+    pub poll_seconds: Histogram,
+    pub management_requests: Counter,
+    pub scale_events: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("warren_operator");
+        let reconciles = Counter::default();
+        let errors = Family::<KindLabel, Counter>::default();
+        let backlog = Family::<QueueLabels, Gauge>::default();
+        let desired = Family::<QueueLabels, Gauge>::default();
+        let poll_seconds =
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        let management_requests = Counter::default();
+        let scale_events = Counter::default();
+        registry.register(
+            "reconciles",
+            "TaskQueue reconciliations",
+            reconciles.clone(),
+        );
+        registry.register("errors", "Errors, by kind", errors.clone());
+        registry.register(
+            "queue_backlog",
+            "Backlog of each TaskQueue's queue",
+            backlog.clone(),
+        );
+        registry.register(
+            "desired_replicas",
+            "Desired replicas of each TaskQueue",
+            desired.clone(),
+        );
+        registry.register(
+            "broker_poll_seconds",
+            "Time to read one broker",
+            poll_seconds.clone(),
+        );
+        registry.register(
+            "management_requests",
+            "HTTP requests made to management APIs",
+            management_requests.clone(),
+        );
+        registry.register(
+            "scales",
+            "Changes of a workload's replicas",
+            scale_events.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            errors,
+            backlog,
+            desired,
+            poll_seconds,
+            management_requests,
+            scale_events,
+        }
+    }
+
+    pub fn error(&self, kind: &str) {
+        self.errors
+            .get_or_create(&KindLabel {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn poll(&self, took: Duration, requests: usize) {
+        self.poll_seconds.observe(took.as_secs_f64());
+        self.management_requests.inc_by(requests as u64);
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,257 @@
+//! The reconciler: a thin shell around the scaling decision. Read the reading and
+//! `/scale`, decide, patch `/scale`, write status by server-side apply, and publish
+//! an Event when it scales or when something is wrong.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::broker::poller::{BrokerPoller, Watch};
+use crate::crd::TaskQueue;
+use crate::credentials::{BrokerDefaults, endpoint_for};
+use crate::decision::{Decision, History, Observation, QueueReading, ScalingPolicy, decide};
+use crate::metrics::{Metrics, QueueLabels};
+use crate::status::{Seen, build};
+use crate::target::{TargetError, Targets};
+
+/// Field manager of the operator's server-side applies.
+pub const MANAGER: &str = "warren-operator";
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub poller: BrokerPoller,
+    pub metrics: Arc<Metrics>,
+    pub defaults: BrokerDefaults,
+    pub targets: Targets,
+    pub histories: Mutex<HashMap<ObjectRef<TaskQueue>, History>>,
+}
+
+#[derive(Debug, Error)]
+pub enum ReconcileError {
+    #[error("TaskQueue has no namespace")]
+    NoNamespace,
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("cannot write the status of TaskQueue {name:?}: {source}")]
+    Status {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ReconcileError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NoNamespace => "NoNamespace",
+            Self::Target(e) => e.reason(),
+            Self::Status { .. } => "StatusWriteFailed",
+        }
+    }
+}
+
+pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    ctx.metrics.reconciles.inc();
+    let namespace = queue.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let name = queue.name_any();
+    let object = ObjectRef::from_obj(&*queue);
+    let interval = queue.spec.poll_interval.duration();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let mut seen = Seen {
+        previous: queue.status.as_ref(),
+        generation: queue.metadata.generation,
+        reading: None,
+        broker_problem: None,
+        scale: None,
+        target_problem: None,
+        decision: None,
+        paused: queue.is_paused(),
+        scaled_at: None,
+        now,
+    };
+
+    // What the queue holds.
+    let reading = match endpoint_for(&ctx.client, &ctx.defaults, &queue, &namespace).await {
+        Err(problem) => Some(Err(problem)),
+        Ok(endpoint) => {
+            let watch = Watch {
+                endpoint,
+                vhost: queue.spec.vhost.clone(),
+                queue: queue.spec.queue.clone(),
+                interval,
+            };
+            ctx.poller.watch(object.clone(), watch);
+            ctx.poller.reading(&object).map(|reading| {
+                reading.result.map(|stats| QueueReading {
+                    ready: stats.ready,
+                    unacked: stats.unacked,
+                    consumers: stats.consumers,
+                    publish_rate: stats.publish_rate,
+                    ack_rate: stats.ack_rate,
+                    age: reading.taken_at.elapsed(),
+                })
+            })
+        }
+    };
+    let Some(reading) = reading else {
+        // No reading yet: the poller triggers this TaskQueue when the first arrives.
+        return Ok(Action::requeue(interval));
+    };
+    let observation = match &reading {
+        Ok(reading) => Observation::Reading(reading.clone()),
+        Err(problem) => Observation::Unreadable(problem.to_string()),
+    };
+    if let Err(problem) = &reading {
+        let kind = problem.kind();
+        ctx.metrics.error(kind);
+        warn!(%namespace, %name, %problem, "broker unreadable; holding replicas");
+        publish(
+            &ctx,
+            &queue,
+            EventType::Warning,
+            kind,
+            "ReadQueue",
+            problem.to_string(),
+        )
+        .await;
+        seen.broker_problem = Some((kind, problem.to_string()));
+    }
+    let reading = reading.ok();
+    seen.reading = reading.as_ref();
+
+    // What the workload runs, and what it should.
+    let target = &queue.spec.scale_target_ref;
+    let mut decision: Option<Decision> = None;
+    let outcome = async {
+        let scale = ctx.targets.read(&ctx.client, &namespace, target).await?;
+        if seen.paused {
+            return Ok::<_, TargetError>((scale, None, None));
+        }
+        let policy = ScalingPolicy::from(&queue.spec);
+        let made = {
+            let mut histories = ctx
+                .histories
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let clock = Instant::now();
+            let history = histories
+                .entry(object.clone())
+                .or_insert_with(|| History::starting_at(clock, scale.desired));
+            let made = decide(&policy, &observation, history, scale.desired, clock);
+            history.record(clock, &made, policy.stabilization_window);
+            made
+        };
+        let mut scaled_at = None;
+        if made.desired != scale.desired {
+            ctx.targets
+                .scale(&ctx.client, &namespace, target, made.desired)
+                .await?;
+            ctx.metrics.scale_events.inc();
+            scaled_at = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+            info!(%namespace, %name, reason = %made.reason, "scaled");
+        }
+        Ok((scale, Some(made), scaled_at))
+    }
+    .await;
+    let mut requeue = interval;
+    match outcome {
+        Ok((scale, made, scaled_at)) => {
+            seen.scale = Some(scale);
+            seen.scaled_at = scaled_at;
+            if let Some(made) = &made {
+                if seen.scaled_at.is_some() {
+                    publish(
+                        &ctx,
+                        &queue,
+                        EventType::Normal,
+                        "Scaled",
+                        "Scale",
+                        made.reason.clone(),
+                    )
+                    .await;
+                }
+                let labels = QueueLabels {
+                    namespace: namespace.clone(),
+                    taskqueue: name.clone(),
+                    queue: queue.spec.queue.clone(),
+                };
+                if let Some(backlog) = made.backlog {
+                    ctx.metrics.backlog.get_or_create(&labels).set(backlog);
+                }
+                ctx.metrics
+                    .desired
+                    .get_or_create(&labels)
+                    .set(i64::from(made.desired));
+            }
+            decision = made;
+        }
+        Err(problem) => {
+            ctx.metrics.error(problem.reason());
+            warn!(%namespace, %name, %problem, "cannot scale the target");
+            publish(
+                &ctx,
+                &queue,
+                EventType::Warning,
+                problem.reason(),
+                "Scale",
+                problem.to_string(),
+            )
+            .await;
+            seen.target_problem = Some((problem.reason(), problem.to_string()));
+            // A missing target usually appears soon after (same kubectl apply); then back off.
+            requeue = interval.max(Duration::from_secs(10));
+        }
+    }
+    seen.decision = decision.as_ref();
+    let status = build(seen);
+    let api: Api<TaskQueue> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({"apiVersion": "warren.dev/v1alpha1", "kind": "TaskQueue", "status": status});
+    api.patch_status(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| ReconcileError::Status {
+        name: name.clone(),
+        source,
+    })?;
+    Ok(Action::requeue(requeue))
+}
+
+pub fn error_policy(queue: Arc<TaskQueue>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error(error.kind());
+    warn!(name = %queue.name_any(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn publish(
+    ctx: &Context,
+    queue: &TaskQueue,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &queue.object_ref(&())).await {
+        warn!(%error, "cannot publish an Event");
+    }
+}

@@ -1,0 +1,175 @@
+//! The workload a TaskQueue scales, reached through its `/scale` subresource, so
+//! that Deployments, StatefulSets and any custom resource with `/scale` work alike.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::{Scope, pinned_kind};
+use serde_json::json;
+use thiserror::Error;
+
+use crate::crd::ScaleTargetRef;
+
+#[derive(Debug, Error)]
+pub enum TargetError {
+    #[error("scaleTargetRef {kind} {name:?} not found in namespace {namespace:?}")]
+    NotFound {
+        kind: String,
+        name: String,
+        namespace: String,
+    },
+    #[error(
+        "scaleTargetRef apiVersion {api_version:?} kind {kind:?} is not served by the API server"
+    )]
+    UnknownKind { api_version: String, kind: String },
+    #[error(
+        "scaleTargetRef {kind} is not namespaced; a TaskQueue can only scale workloads in its own namespace"
+    )]
+    ClusterScoped { kind: String },
+    #[error("scaleTargetRef {kind} {name:?} has no /scale subresource: {reason}")]
+    Unscalable {
+        kind: String,
+        name: String,
+        reason: String,
+    },
+    #[error("Kubernetes API error on {kind} {name:?}: {source}")]
+    Api {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl TargetError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "TargetNotFound",
+            Self::UnknownKind { .. } | Self::ClusterScoped { .. } => "TargetKindInvalid",
+            Self::Unscalable { .. } => "TargetUnscalable",
+            Self::Api { .. } => "TargetApiError",
+        }
+    }
+}
+
+/// Replica counts read from `/scale`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScaleReading {
+    /// What the workload is asked to run (`spec.replicas`).
+    pub desired: i32,
+    /// What it runs now (`status.replicas`).
+    pub running: i32,
+}
+
+/// Resolves kinds once per (apiVersion, kind) through discovery.
+#[derive(Default)]
+pub struct Targets {
+    resolved: Mutex<HashMap<(String, String), ApiResource>>,
+}
+
+impl Targets {
+    pub async fn read(
+        &self,
+        client: &Client,
+        namespace: &str,
+        target: &ScaleTargetRef,
+    ) -> Result<ScaleReading, TargetError> {
+        let api = self.api(client, namespace, target).await?;
+        let scale = api
+            .get_scale(&target.name)
+            .await
+            .map_err(|e| classify(e, namespace, target))?;
+        Ok(ScaleReading {
+            desired: scale.spec.and_then(|s| s.replicas).unwrap_or(0),
+            running: scale.status.map_or(0, |s| s.replicas),
+        })
+    }
+
+    pub async fn scale(
+        &self,
+        client: &Client,
+        namespace: &str,
+        target: &ScaleTargetRef,
+        replicas: i32,
+    ) -> Result<(), TargetError> {
+        let api = self.api(client, namespace, target).await?;
+        let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+        api.patch_scale(&target.name, &PatchParams::default(), &patch)
+            .await
+            .map_err(|e| classify(e, namespace, target))?;
+        Ok(())
+    }
+
+    async fn api(
+        &self,
+        client: &Client,
+        namespace: &str,
+        target: &ScaleTargetRef,
+    ) -> Result<Api<DynamicObject>, TargetError> {
+        let key = (target.api_version.clone(), target.kind.clone());
+        let cached = self
+            .resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        let resource = match cached {
+            Some(resource) => resource,
+            None => {
+                let (group, version) = match target.api_version.split_once('/') {
+                    Some((group, version)) => (group, version),
+                    None => ("", target.api_version.as_str()),
+                };
+                let gvk = GroupVersionKind::gvk(group, version, &target.kind);
+                let (resource, capabilities) =
+                    pinned_kind(client, &gvk)
+                        .await
+                        .map_err(|_| TargetError::UnknownKind {
+                            api_version: target.api_version.clone(),
+                            kind: target.kind.clone(),
+                        })?;
+                if capabilities.scope != Scope::Namespaced {
+                    return Err(TargetError::ClusterScoped {
+                        kind: target.kind.clone(),
+                    });
+                }
+                self.resolved
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(key, resource.clone());
+                resource
+            }
+        };
+        Ok(Api::namespaced_with(client.clone(), namespace, &resource))
+    }
+}
+
+fn classify(error: kube::Error, namespace: &str, target: &ScaleTargetRef) -> TargetError {
+    match &error {
+        kube::Error::Api(status) if status.code == 404 => {
+            // 404 on /scale is either a missing object or a kind without /scale; the
+            // message of the former names the object.
+            if status.message.contains(&target.name) || status.reason == "NotFound" {
+                TargetError::NotFound {
+                    kind: target.kind.clone(),
+                    name: target.name.clone(),
+                    namespace: namespace.to_owned(),
+                }
+            } else {
+                TargetError::Unscalable {
+                    kind: target.kind.clone(),
+                    name: target.name.clone(),
+                    reason: status.message.clone(),
+                }
+            }
+        }
+        _ => TargetError::Api {
+            kind: target.kind.clone(),
+            name: target.name.clone(),
+            source: error,
+        },
+    }
+}

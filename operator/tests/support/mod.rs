@@ -1,0 +1,338 @@
+//! Harness of the operator's cluster tests: the local kube-apiserver (KUBECONFIG,
+//! from `make cluster-up`), the real RabbitMQ, a namespace and an operator process
+//! per test.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, CustomResourceExt};
+use serde_json::{Value, json};
+use warren_operator::TaskQueue;
+
+pub fn management_url() -> String {
+    std::env::var("WARREN_MANAGEMENT_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".into())
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("WARREN_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("root")
+        .to_path_buf()
+}
+
+fn kubeconfig() -> PathBuf {
+    std::env::var_os("KUBECONFIG")
+        .map_or_else(|| repo_root().join(".local/kubeconfig"), PathBuf::from)
+}
+
+pub async fn client() -> Client {
+    let path = kubeconfig();
+    let config = kube::config::Kubeconfig::read_from(&path).unwrap_or_else(|e| {
+        panic!(
+            "no kubeconfig at {} ({e}): run `make cluster-up`",
+            path.display()
+        )
+    });
+    let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+/// Applies the generated CRD and waits until it is served.
+pub async fn install_crd(client: &Client) {
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        "taskqueues.warren.dev",
+        &PatchParams::apply("warren-tests").force(),
+        &Patch::Apply(TaskQueue::crd()),
+    )
+    .await
+    .expect("apply CRD");
+    let api: Api<TaskQueue> = Api::all(client.clone());
+    eventually(Duration::from_secs(30), "CRD served", || async {
+        api.list(&ListParams::default().limit(1)).await.is_ok()
+    })
+    .await;
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// A namespace deleted when dropped.
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(client: &Client, prefix: &str) -> Self {
+        let name = unique(prefix);
+        let api: Api<Namespace> = Api::all(client.clone());
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns"),
+        )
+        .await
+        .expect("create namespace");
+        Self {
+            name,
+            client: client.clone(),
+        }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let name = self.name.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = api.delete(&name, &DeleteParams::default()).await;
+            });
+        }
+    }
+}
+
+pub async fn create_deployment(client: &Client, namespace: &str, name: &str, replicas: i32) {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "worker", "image": "warren-worker:test"}],
+                         "terminationGracePeriodSeconds": 0}
+            }
+        }
+    }))
+    .expect("deployment");
+    api.create(&PostParams::default(), &deployment)
+        .await
+        .expect("create deployment");
+}
+
+pub async fn spec_replicas(client: &Client, namespace: &str, name: &str) -> i32 {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    api.get(name)
+        .await
+        .expect("deployment")
+        .spec
+        .and_then(|s| s.replicas)
+        .unwrap_or(0)
+}
+
+pub async fn running_pods(client: &Client, namespace: &str, app: &str) -> usize {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pods = api
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .expect("pods");
+    pods.items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .count()
+}
+
+pub async fn apply_taskqueue(
+    client: &Client,
+    namespace: &str,
+    body: Value,
+) -> Result<TaskQueue, kube::Error> {
+    let api: Api<TaskQueue> = Api::namespaced(client.clone(), namespace);
+    let name = body["metadata"]["name"].as_str().expect("name").to_owned();
+    let mut body = body;
+    body["apiVersion"] = json!("warren.dev/v1alpha1");
+    body["kind"] = json!("TaskQueue");
+    api.patch(
+        &name,
+        &PatchParams::apply("warren-tests").force(),
+        &Patch::Apply(body),
+    )
+    .await
+}
+
+pub async fn taskqueue(client: &Client, namespace: &str, name: &str) -> TaskQueue {
+    let api: Api<TaskQueue> = Api::namespaced(client.clone(), namespace);
+    api.get(name).await.expect("taskqueue")
+}
+
+pub async fn events(client: &Client, namespace: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    api.list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+}
+
+/// Polls `check` every 200 ms until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A `warren-operator run` child process, killed when dropped.
+pub struct OperatorProcess {
+    child: Child,
+    pub log: PathBuf,
+    pub metrics_addr: String,
+}
+
+impl OperatorProcess {
+    pub fn spawn(namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let metrics_addr = format!("127.0.0.1:{port}");
+        let log = std::env::temp_dir().join(format!("warren-operator-{namespace}-{port}.log"));
+        let out = std::fs::File::create(&log).expect("log");
+        let err = out.try_clone().expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_warren-operator"))
+            .args([
+                "run",
+                "--namespace",
+                namespace,
+                "--metrics-addr",
+                &metrics_addr,
+            ])
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig())
+            .env("WARREN_MANAGEMENT_URL", management_url())
+            .env("RUST_LOG", "info,warren_operator=debug")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn warren-operator");
+        Self {
+            child,
+            log,
+            metrics_addr,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Publishes `count` persistent messages straight into `queue` (declared durable).
+pub async fn fill_queue(queue: &str, count: usize) {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("amqp");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    for i in 0..count {
+        channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                format!("m{i}").as_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+    let _ = connection.close(200, "done".into()).await;
+}
+
+pub async fn purge_queue(queue: &str) {
+    use lapin::options::QueuePurgeOptions;
+    use lapin::{Connection, ConnectionProperties};
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("amqp");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .queue_purge(queue.into(), QueuePurgeOptions::default())
+        .await
+        .expect("purge");
+    let _ = connection.close(200, "done".into()).await;
+}
+
+pub async fn delete_queue(queue: &str) {
+    use lapin::options::QueueDeleteOptions;
+    use lapin::{Connection, ConnectionProperties};
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("amqp");
+    let channel = connection.create_channel().await.expect("channel");
+    let _ = channel
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await;
+    let _ = connection.close(200, "done".into()).await;
+}
