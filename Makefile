@@ -13,15 +13,24 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 .PHONY: test
-test: rabbitmq-up lint test-rust test-cluster ## Run every test (starts RabbitMQ and the local cluster)
+test: rabbitmq-up lint crds-check tools ## Run every test (starts RabbitMQ and the local cluster, takes the cluster down after)
+	@set -e; trap 'bash deploy/local/cluster.sh down' EXIT; \
+	bash deploy/local/cluster.sh up; \
+	KUBECONFIG=$(CURDIR)/.local/kubeconfig $(CARGO) test --workspace --all-targets --locked; \
+	bash deploy/local/test-cluster.sh
 
 .PHONY: test-rust
-test-rust: rabbitmq-up ## Unit, property and broker integration tests
-	$(CARGO) test --workspace --all-targets --locked
+test-rust: rabbitmq-up ## Rust tests only (the operator's cluster tests need `make cluster-up`)
+	KUBECONFIG=$(CURDIR)/.local/kubeconfig $(CARGO) test --workspace --all-targets --locked
 
-.PHONY: test-cluster
-test-cluster: tools ## Local control plane tests (brings the cluster up, then down)
-	bash deploy/local/test-cluster.sh
+.PHONY: crds
+crds: ## Regenerate deploy/crd/taskqueue.yaml from the Rust types
+	$(CARGO) run --quiet --locked -p warren-operator -- crd > deploy/crd/taskqueue.yaml
+
+.PHONY: crds-check
+crds-check: ## Fail when deploy/crd/taskqueue.yaml differs from the Rust types
+	@$(CARGO) run --quiet --locked -p warren-operator -- crd | diff -u deploy/crd/taskqueue.yaml - \
+	  || { echo "deploy/crd/taskqueue.yaml is stale: run make crds" >&2; exit 1; }
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy -D warnings

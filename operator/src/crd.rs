@@ -5,6 +5,9 @@
 //! apply` rejects nonsense with a message naming the field before the operator
 //! ever sees it.
 
+// kube's `printcolumn(name = .., type_ = ..)` repeats the same keys once per column.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};

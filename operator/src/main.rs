@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the operator (kubeconfig or in-cluster config).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the TaskQueue CustomResourceDefinition as YAML.
     Crd,
 }
@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", serde_yaml::to_string(&TaskQueue::crd())?);
             Ok(())
         }
-        Command::Run(args) => run_operator(args).await,
+        Command::Run(args) => run_operator(*args).await,
     }
 }
 

@@ -74,10 +74,10 @@ impl BrokerPoller {
             return;
         }
         state.watches.insert(object, watch);
-        if !state.loops.contains_key(&endpoint) {
-            let handle = tokio::spawn(self.clone().run(endpoint.clone()));
-            state.loops.insert(endpoint, handle);
-        }
+        state
+            .loops
+            .entry(endpoint.clone())
+            .or_insert_with(|| tokio::spawn(self.clone().run(endpoint)));
         self.stop_idle_loops(&mut state);
     }
 

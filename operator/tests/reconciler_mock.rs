@@ -1,0 +1,246 @@
+//! The reconciler's error paths against a mocked Kubernetes API (tower-test): the
+//! requests it makes, in order, and what it reports when they fail.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{Value, json};
+use warren_operator::TaskQueue;
+use warren_operator::broker::Password;
+use warren_operator::broker::poller::BrokerPoller;
+use warren_operator::credentials::BrokerDefaults;
+use warren_operator::metrics::Metrics;
+use warren_operator::reconciler::{Context, ReconcileError, error_policy, reconcile};
+use warren_operator::target::Targets;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+fn context() -> (Arc<Context>, Handle) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "ns");
+    let metrics = Arc::new(Metrics::new());
+    let (poller, _triggered) = BrokerPoller::new(Duration::from_secs(1), Arc::clone(&metrics));
+    let ctx = Context {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "warren-operator".into(),
+                instance: None,
+            },
+        ),
+        poller,
+        metrics,
+        defaults: BrokerDefaults {
+            management_url: "http://rabbitmq:15672".into(),
+            username: "guest".into(),
+            password: Password::new("guest"),
+        },
+        targets: Targets::default(),
+        histories: Mutex::new(HashMap::new()),
+    };
+    (Arc::new(ctx), handle)
+}
+
+fn taskqueue() -> TaskQueue {
+    serde_json::from_value(json!({
+        "apiVersion": "warren.dev/v1alpha1",
+        "kind": "TaskQueue",
+        "metadata": {"name": "queue-a", "namespace": "ns", "generation": 2, "uid": "u1"},
+        "spec": {
+            "queue": "queue_a",
+            "maxReplicas": 5,
+            "scaleTargetRef": {"name": "worker-a"},
+            "broker": {"credentialsSecretRef": {"name": "creds"}}
+        }
+    }))
+    .expect("taskqueue")
+}
+
+fn respond(status: StatusCode, body: Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .body(Body::from(serde_json::to_vec(&body).expect("json")))
+        .expect("response")
+}
+
+fn not_found(what: &str) -> Response<Body> {
+    respond(
+        StatusCode::NOT_FOUND,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": format!("{what} not found")}),
+    )
+}
+
+async fn next(
+    handle: &mut Handle,
+) -> (
+    Request<Body>,
+    tower_test::mock::SendResponse<Response<Body>>,
+) {
+    tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .expect("a request within 5 s")
+        .expect("a request")
+}
+
+async fn body_json(request: Request<Body>) -> Value {
+    let bytes = request.into_body().collect_bytes().await.expect("body");
+    serde_json::from_slice(&bytes).expect("json body")
+}
+
+/// Answers the reconciler's requests up to the status patch, asserting each.
+async fn serve_until_status(handle: &mut Handle, status_reply: StatusCode) -> Value {
+    let (request, send) = next(handle).await;
+    assert_eq!(
+        (request.method().as_str(), request.uri().path()),
+        ("GET", "/api/v1/namespaces/ns/secrets/creds")
+    );
+    send.send_response(not_found("secrets \"creds\""));
+
+    let (request, send) = next(handle).await;
+    assert_eq!(
+        request.uri().path(),
+        "/apis/events.k8s.io/v1/namespaces/ns/events"
+    );
+    let event = body_json(request).await;
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Warning"), Some("CredentialsInvalid"))
+    );
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Secret \"creds\" not found"),
+        "{event}"
+    );
+    send.send_response(respond(StatusCode::CREATED, event));
+
+    let (request, send) = next(handle).await;
+    assert_eq!(
+        request.uri().path(),
+        "/apis/apps/v1",
+        "discovery of the target kind"
+    );
+    send.send_response(respond(StatusCode::OK, json!({
+        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1",
+        "resources": [
+            {"name": "deployments", "singularName": "deployment", "namespaced": true, "kind": "Deployment", "verbs": ["get", "list", "patch"]},
+            {"name": "deployments/scale", "singularName": "", "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}
+        ]
+    })));
+
+    let (request, send) = next(handle).await;
+    assert_eq!(
+        request.uri().path(),
+        "/apis/apps/v1/namespaces/ns/deployments/worker-a/scale"
+    );
+    send.send_response(not_found("deployments.apps \"worker-a\""));
+
+    let (request, send) = next(handle).await;
+    let event = body_json(request).await;
+    assert_eq!(event["reason"], "TargetNotFound", "{event}");
+    send.send_response(respond(StatusCode::CREATED, event));
+
+    let (request, send) = next(handle).await;
+    assert_eq!(
+        (request.method().as_str(), request.uri().path()),
+        (
+            "PATCH",
+            "/apis/warren.dev/v1alpha1/namespaces/ns/taskqueues/queue-a/status"
+        )
+    );
+    assert!(
+        request
+            .uri()
+            .query()
+            .unwrap_or("")
+            .contains("fieldManager=warren-operator")
+    );
+    let patch = body_json(request).await;
+    let reply = if status_reply.is_success() {
+        let mut object = serde_json::to_value(taskqueue()).expect("json");
+        object["status"] = patch["status"].clone();
+        respond(status_reply, object)
+    } else {
+        respond(
+            status_reply,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError", "code": status_reply.as_u16(), "message": "etcd is sad"}),
+        )
+    };
+    send.send_response(reply);
+    patch
+}
+
+#[tokio::test]
+async fn missing_secret_and_target_are_reported_not_crashed_on() {
+    let (ctx, mut handle) = context();
+    let server = tokio::spawn(async move { serve_until_status(&mut handle, StatusCode::OK).await });
+    let action = reconcile(Arc::new(taskqueue()), Arc::clone(&ctx))
+        .await
+        .expect("reconcile reports, does not fail");
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(10)),
+        "a missing target backs off to 10 s"
+    );
+    let patch = server.await.expect("server");
+    let conditions: HashMap<String, (String, String)> = patch["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap_or("").to_owned(),
+                (
+                    c["status"].as_str().unwrap_or("").to_owned(),
+                    c["reason"].as_str().unwrap_or("").to_owned(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        conditions["BrokerReachable"],
+        ("False".into(), "CredentialsInvalid".into())
+    );
+    assert_eq!(
+        conditions["ScalingActive"],
+        ("False".into(), "TargetNotFound".into())
+    );
+    assert_eq!(conditions["Ready"].0, "False");
+    assert_eq!(patch["status"]["observedGeneration"], 2);
+    assert!(
+        patch["status"].get("desiredReplicas").is_none(),
+        "nothing decided without a target"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_status_write_is_an_error_that_requeues() {
+    let (ctx, mut handle) = context();
+    let server = tokio::spawn(async move {
+        serve_until_status(&mut handle, StatusCode::INTERNAL_SERVER_ERROR).await
+    });
+    let queue = Arc::new(taskqueue());
+    let error = reconcile(Arc::clone(&queue), Arc::clone(&ctx))
+        .await
+        .expect_err("status write failed");
+    server.await.expect("server");
+    assert!(matches!(error, ReconcileError::Status { .. }), "{error}");
+    assert!(error.to_string().contains("queue-a"), "{error}");
+    assert_eq!(
+        error_policy(queue, &error, Arc::clone(&ctx)),
+        Action::requeue(Duration::from_secs(5))
+    );
+    assert!(
+        ctx.metrics
+            .encode()
+            .contains("warren_operator_errors_total{kind=\"StatusWriteFailed\"} 1")
+    );
+}
