@@ -9,7 +9,7 @@ use futures::StreamExt;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +18,7 @@ use tracing::{debug, info};
 use crate::broker::poller::BrokerPoller;
 use crate::crd::TaskQueue;
 use crate::credentials::BrokerDefaults;
+use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::reconciler::{Context, error_policy, reconcile};
 use crate::target::Targets;
@@ -49,7 +50,7 @@ pub async fn run(
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(client, reporter),
+        events: Events::new(client, reporter),
         poller: poller.clone(),
         metrics,
         defaults: settings.defaults,

@@ -11,6 +11,7 @@ pub mod controller;
 pub mod crd;
 pub mod credentials;
 pub mod decision;
+pub mod events;
 pub mod http;
 pub mod interval;
 pub mod leader;

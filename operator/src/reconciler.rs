@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use thiserror::Error;
 use tracing::{info, warn};
@@ -20,6 +19,7 @@ use crate::broker::poller::{BrokerPoller, Watch};
 use crate::crd::TaskQueue;
 use crate::credentials::{BrokerDefaults, endpoint_for};
 use crate::decision::{Decision, History, Observation, QueueReading, ScalingPolicy, decide};
+use crate::events::Events;
 use crate::metrics::{Metrics, QueueLabels};
 use crate::status::{Seen, build};
 use crate::target::{TargetError, Targets};
@@ -29,7 +29,7 @@ pub const MANAGER: &str = "warren-operator";
 
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub events: Events,
     pub poller: BrokerPoller,
     pub metrics: Arc<Metrics>,
     pub defaults: BrokerDefaults,
@@ -96,7 +96,7 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
                 reading.result.map(|stats| QueueReading {
                     ready: stats.ready,
                     unacked: stats.unacked,
-                    consumers: stats.consumers,
+                    consumers: stats.consumers.unwrap_or(0),
                     publish_rate: stats.publish_rate,
                     ack_rate: stats.ack_rate,
                     age: reading.taken_at.elapsed(),
@@ -116,15 +116,9 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
         let kind = problem.kind();
         ctx.metrics.error(kind);
         warn!(%namespace, %name, %problem, "broker unreadable; holding replicas");
-        publish(
-            &ctx,
-            &queue,
-            EventType::Warning,
-            kind,
-            "ReadQueue",
-            problem.to_string(),
-        )
-        .await;
+        ctx.events
+            .warn(&queue, kind, "ReadQueue", problem.to_string())
+            .await;
         seen.broker_problem = Some((kind, problem.to_string()));
     }
     let reading = reading.ok();
@@ -171,15 +165,7 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
             seen.scaled_at = scaled_at;
             if let Some(made) = &made {
                 if seen.scaled_at.is_some() {
-                    publish(
-                        &ctx,
-                        &queue,
-                        EventType::Normal,
-                        "Scaled",
-                        "Scale",
-                        made.reason.clone(),
-                    )
-                    .await;
+                    ctx.events.scaled(&queue, made.reason.clone()).await;
                 }
                 let labels = QueueLabels {
                     namespace: namespace.clone(),
@@ -199,15 +185,9 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
         Err(problem) => {
             ctx.metrics.error(problem.reason());
             warn!(%namespace, %name, %problem, "cannot scale the target");
-            publish(
-                &ctx,
-                &queue,
-                EventType::Warning,
-                problem.reason(),
-                "Scale",
-                problem.to_string(),
-            )
-            .await;
+            ctx.events
+                .warn(&queue, problem.reason(), "Scale", problem.to_string())
+                .await;
             seen.target_problem = Some((problem.reason(), problem.to_string()));
             // A missing target usually appears soon after (same kubectl apply); then back off.
             requeue = interval.max(Duration::from_secs(10));
@@ -234,24 +214,4 @@ pub fn error_policy(queue: Arc<TaskQueue>, error: &ReconcileError, ctx: Arc<Cont
     ctx.metrics.error(error.kind());
     warn!(name = %queue.name_any(), %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
-}
-
-async fn publish(
-    ctx: &Context,
-    queue: &TaskQueue,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &queue.object_ref(&())).await {
-        warn!(%error, "cannot publish an Event");
-    }
 }

@@ -160,14 +160,20 @@ async fn scales_to_zero_when_idle_and_wakes_on_one_message() {
         spec_replicas(&client, &ns.name, "worker-z").await == 1
     })
     .await;
-    let decision = taskqueue(&client, &ns.name, "queue-z")
+    let notes: Vec<String> = events(&client, &ns.name)
         .await
-        .status
-        .and_then(|s| s.last_decision)
-        .unwrap_or_default();
+        .into_iter()
+        .filter_map(|e| e.message)
+        .collect();
     assert!(
-        decision.contains("0 -> 1: backlog 1 reached activation 1"),
-        "{decision}"
+        notes.iter().any(|n| n.contains("1 -> 0: queue idle for")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("0 -> 1: backlog 1 reached activation 1")),
+        "{notes:?}"
     );
     delete_queue(&queue).await;
 }

@@ -9,12 +9,13 @@ use http::{Request, Response, StatusCode};
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use warren_operator::TaskQueue;
 use warren_operator::broker::Password;
 use warren_operator::broker::poller::BrokerPoller;
 use warren_operator::credentials::BrokerDefaults;
+use warren_operator::events::Events;
 use warren_operator::metrics::Metrics;
 use warren_operator::reconciler::{Context, ReconcileError, error_policy, reconcile};
 use warren_operator::target::Targets;
@@ -28,7 +29,7 @@ fn context() -> (Arc<Context>, Handle) {
     let (poller, _triggered) = BrokerPoller::new(Duration::from_secs(1), Arc::clone(&metrics));
     let ctx = Context {
         client: client.clone(),
-        recorder: Recorder::new(
+        events: Events::new(
             client,
             Reporter {
                 controller: "warren-operator".into(),

@@ -1,6 +1,11 @@
 //! The RabbitMQ management API client: one paginated, column-filtered listing of
 //! a vhost's queues, restricted by a name regex to the queues that are wanted.
 //! Reads through the per-vhost endpoint, whose fields agree across 3.10 to 4.x.
+//!
+//! Two kinds of listing: [`ListMode::Totals`] reads the queues' own message counts
+//! (`disable_stats=true&enable_queue_totals=true`), current to within ~0.1 s;
+//! [`ListMode::Stats`] goes through the statistics database for consumers and
+//! rates, whose counts lag 3-5 s behind (measured here with 1 s statistics).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -12,8 +17,18 @@ use super::{BrokerError, Endpoint, QueueStats};
 /// The management API's largest page.
 pub const PAGE_SIZE: usize = 500;
 const MAX_FILTER_LEN: usize = 4000;
-const COLUMNS: &str = "name,messages_ready,messages_unacknowledged,consumers,\
+const STATS_COLUMNS: &str = "name,messages_ready,messages_unacknowledged,consumers,\
 message_stats.publish_details.rate,message_stats.ack_details.rate";
+const TOTALS_COLUMNS: &str = "name,messages_ready,messages_unacknowledged";
+
+/// Which listing to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListMode {
+    /// Fresh ready/unacked counts only.
+    Totals,
+    /// Counts (lagging), consumers and rates.
+    Stats,
+}
 
 pub struct ManagementClient {
     http: reqwest::Client,
@@ -69,6 +84,7 @@ impl ManagementClient {
         endpoint: &Endpoint,
         vhost: &str,
         queues: &BTreeSet<String>,
+        mode: ListMode,
     ) -> (Listing, usize) {
         let client = match self.client_for(endpoint) {
             Ok(client) => client,
@@ -88,8 +104,15 @@ impl ManagementClient {
                 .query(&[
                     ("page", page.to_string()),
                     ("page_size", PAGE_SIZE.to_string()),
-                    ("columns", COLUMNS.to_string()),
                 ]);
+            request = match mode {
+                ListMode::Totals => request.query(&[
+                    ("columns", TOTALS_COLUMNS),
+                    ("disable_stats", "true"),
+                    ("enable_queue_totals", "true"),
+                ]),
+                ListMode::Stats => request.query(&[("columns", STATS_COLUMNS)]),
+            };
             if let Some(filter) = &filter {
                 request = request.query(&[("name", filter.as_str()), ("use_regex", "true")]);
             }
@@ -115,7 +138,7 @@ impl ManagementClient {
                         QueueStats {
                             ready: item.messages_ready.unwrap_or(0),
                             unacked: item.messages_unacknowledged.unwrap_or(0),
-                            consumers: item.consumers.unwrap_or(0),
+                            consumers: item.consumers,
                             publish_rate: stats.publish_details.map(|r| r.rate),
                             ack_rate: stats.ack_details.map(|r| r.rate),
                         },

@@ -56,7 +56,8 @@ impl fmt::Debug for Password {
 pub struct QueueStats {
     pub ready: i64,
     pub unacked: i64,
-    pub consumers: i64,
+    /// Only statistics listings report consumers.
+    pub consumers: Option<i64>,
     pub publish_rate: Option<f64>,
     pub ack_rate: Option<f64>,
 }

@@ -2,6 +2,11 @@
 //! which broker, and one polling loop per broker that reads every watched queue in
 //! one batched listing per interval (per vhost), stores the readings with their
 //! time, and triggers the reconciliation of the TaskQueues they concern.
+//!
+//! Most cycles make a fresh totals listing (ready, unacked); every
+//! [`STATS_EVERY`]th makes a statistics listing instead (consumers, rates), whose
+//! counts lag, so it refreshes consumers and rates and keeps the last fresh counts.
+//! Either way one cycle costs one request per 500 queues.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -11,7 +16,7 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::management::ManagementClient;
+use super::management::{ListMode, ManagementClient};
 use super::{BrokerError, Endpoint, QueueStats};
 use crate::crd::TaskQueue;
 use crate::metrics::Metrics;
@@ -33,6 +38,9 @@ pub struct Reading {
 }
 
 type QueueKey = (String, String);
+
+/// One statistics listing per this many cycles.
+pub const STATS_EVERY: u64 = 6;
 
 #[derive(Default)]
 struct State {
@@ -125,42 +133,54 @@ impl BrokerPoller {
 
     /// One broker's loop: read, store, trigger, sleep the shortest watched interval.
     async fn run(self, endpoint: Endpoint) {
+        let mut cycle: u64 = 0;
         loop {
             let Some((wanted, interval)) = self.wanted(&endpoint) else {
                 return;
             };
             let started = Instant::now();
+            // The first cycle makes both listings so that consumers are known at once.
+            let modes: &[ListMode] = match cycle {
+                0 => &[ListMode::Stats, ListMode::Totals],
+                c if c % STATS_EVERY == 0 => &[ListMode::Stats],
+                _ => &[ListMode::Totals],
+            };
             let mut requests = 0;
-            let mut fresh = Vec::new();
-            for (vhost, queues) in wanted {
-                let (listing, made) = self.client.list(&endpoint, &vhost, &queues).await;
-                requests += made;
-                let taken_at = Instant::now();
-                for queue in queues {
-                    let result =
-                        match &listing {
-                            Ok(found) => found.get(&queue).cloned().ok_or_else(|| {
-                                BrokerError::QueueNotFound {
-                                    vhost: vhost.clone(),
-                                    queue: queue.clone(),
-                                }
-                            }),
-                            Err(error) => Err(error.clone()),
-                        };
-                    if let Err(error) = &result {
+            let mut triggered = Vec::new();
+            for &mode in modes {
+                for (vhost, queues) in &wanted {
+                    let (listing, made) = self.client.list(&endpoint, vhost, queues, mode).await;
+                    requests += made;
+                    if let Err(error) = &listing {
                         self.metrics.error(error.kind());
+                        warn!(url = %endpoint.url, %vhost, %error, "broker read failed");
                     }
-                    fresh.push(((vhost.clone(), queue), Reading { result, taken_at }));
-                }
-                if let Err(error) = &listing {
-                    warn!(url = %endpoint.url, %vhost, %error, "broker read failed");
+                    let now = Instant::now();
+                    let fresh: Vec<(QueueKey, Result<QueueStats, BrokerError>)> = queues
+                        .iter()
+                        .map(|queue| {
+                            let result = match &listing {
+                                Ok(found) => found.get(queue).cloned().ok_or_else(|| {
+                                    BrokerError::QueueNotFound {
+                                        vhost: vhost.clone(),
+                                        queue: queue.clone(),
+                                    }
+                                }),
+                                Err(error) => Err(error.clone()),
+                            };
+                            ((vhost.clone(), queue.clone()), result)
+                        })
+                        .collect();
+                    triggered.extend(self.store(&endpoint, mode, fresh, now));
                 }
             }
             self.metrics.poll(started.elapsed(), requests);
-            let triggered = self.store(&endpoint, fresh);
+            triggered.sort_by_key(|o| o.to_string());
+            triggered.dedup();
             for object in triggered {
                 let _ = self.trigger.send(object);
             }
+            cycle += 1;
             tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
         }
     }
@@ -187,12 +207,16 @@ impl BrokerPoller {
     fn store(
         &self,
         endpoint: &Endpoint,
-        fresh: Vec<(QueueKey, Reading)>,
+        mode: ListMode,
+        fresh: Vec<(QueueKey, Result<QueueStats, BrokerError>)>,
+        now: Instant,
     ) -> Vec<ObjectRef<TaskQueue>> {
         let mut state = lock(&self.state);
         let keys: BTreeSet<QueueKey> = fresh.iter().map(|(k, _)| k.clone()).collect();
-        for (key, reading) in fresh {
-            state.readings.insert((endpoint.clone(), key), reading);
+        for (key, result) in fresh {
+            let slot = (endpoint.clone(), key);
+            let merged = merge(state.readings.get(&slot), mode, result, now);
+            state.readings.insert(slot, merged);
         }
         state
             .watches
@@ -202,6 +226,91 @@ impl BrokerPoller {
             })
             .map(|(object, _)| object.clone())
             .collect()
+    }
+}
+
+/// Combines a new listing with the previous reading: counts and their time come
+/// from totals listings (fresh), consumers and rates from statistics listings.
+fn merge(
+    previous: Option<&Reading>,
+    mode: ListMode,
+    fresh: Result<QueueStats, BrokerError>,
+    now: Instant,
+) -> Reading {
+    let previous_ok =
+        previous.and_then(|p| p.result.as_ref().ok().map(|stats| (stats, p.taken_at)));
+    let result = match (fresh, mode, previous_ok) {
+        (Err(error), _, _) => {
+            return Reading {
+                result: Err(error),
+                taken_at: now,
+            };
+        }
+        (Ok(totals), ListMode::Totals, Some((before, _))) => QueueStats {
+            consumers: before.consumers,
+            publish_rate: before.publish_rate,
+            ack_rate: before.ack_rate,
+            ..totals
+        },
+        (Ok(stats), ListMode::Stats, Some((before, taken_at))) => {
+            let merged = QueueStats {
+                ready: before.ready,
+                unacked: before.unacked,
+                ..stats
+            };
+            return Reading {
+                result: Ok(merged),
+                taken_at,
+            };
+        }
+        (Ok(stats), _, None) => stats,
+    };
+    Reading {
+        result: Ok(result),
+        taken_at: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(ready: i64, consumers: Option<i64>) -> QueueStats {
+        QueueStats {
+            ready,
+            unacked: 0,
+            consumers,
+            publish_rate: consumers.map(|_| 2.0),
+            ack_rate: None,
+        }
+    }
+
+    #[test]
+    fn totals_refresh_counts_and_stats_refresh_consumers() {
+        let t0 = Instant::now();
+        let first = merge(None, ListMode::Stats, Ok(stats(5, Some(2))), t0);
+        let t1 = t0 + Duration::from_secs(1);
+        let fresh = merge(Some(&first), ListMode::Totals, Ok(stats(40, None)), t1);
+        let got = fresh.result.clone().expect("ok");
+        assert_eq!(
+            (got.ready, got.consumers, got.publish_rate),
+            (40, Some(2), Some(2.0))
+        );
+        assert_eq!(fresh.taken_at, t1);
+        // A lagging statistics listing keeps the fresh count and its time.
+        let t2 = t1 + Duration::from_secs(1);
+        let after_stats = merge(Some(&fresh), ListMode::Stats, Ok(stats(5, Some(3))), t2);
+        let got = after_stats.result.clone().expect("ok");
+        assert_eq!((got.ready, got.consumers), (40, Some(3)));
+        assert_eq!(after_stats.taken_at, t1);
+        // Errors replace the reading.
+        let failed = merge(
+            Some(&after_stats),
+            ListMode::Totals,
+            Err(BrokerError::Credentials("x".into())),
+            t2,
+        );
+        assert!(failed.result.is_err());
     }
 }
 

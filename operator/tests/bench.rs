@@ -1,0 +1,214 @@
+//! Operator benchmarks, run by `make bench` (ignored by `cargo test`):
+//! - reaction: backlog appears -> `/scale` patched, over 20+ trials at a 1 s poll
+//!   interval (the dev broker's statistics interval is 1 s too);
+//! - scale: 1,000 TaskQueues over 1,000 queues on one broker: management API
+//!   requests per interval, reconciliations per 5 s interval, operator RSS.
+//! Results are printed as JSON and written to docs/bench-results/.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use support::*;
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn write_result(name: &str, value: &serde_json::Value) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/bench-results");
+    std::fs::create_dir_all(&dir).expect("results dir");
+    std::fs::write(
+        dir.join(name),
+        serde_json::to_string_pretty(value).expect("json"),
+    )
+    .expect("write");
+    println!("{}", serde_json::to_string(value).expect("json"));
+}
+
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+#[ignore = "benchmark: run by make bench"]
+async fn reaction_time() {
+    let trials: usize = std::env::var("WARREN_BENCH_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(25);
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "wb-react").await;
+    let queue = unique("react_q");
+    create_deployment(&client, &ns.name, "worker-r", 1).await;
+    fill_queue(&queue, 0).await;
+    let _operator = OperatorProcess::spawn(&ns.name, &[], &[]);
+    let body = json!({"metadata": {"name": "react"}, "spec": {
+        "queue": queue, "scaleTargetRef": {"name": "worker-r"}, "minReplicas": 1, "maxReplicas": 10,
+        "targetBacklogPerReplica": 10, "pollInterval": "1s",
+        "scaleDown": {"stabilizationWindow": "0s", "scaleToZeroDelay": "0s"}}});
+    apply_taskqueue(&client, &ns.name, body)
+        .await
+        .expect("valid");
+    let mut reactions = Vec::new();
+    for trial in 0..trials {
+        eventually(Duration::from_secs(30), "back at 1 replica", || async {
+            spec_replicas(&client, &ns.name, "worker-r").await == 1
+        })
+        .await;
+        // Let the history see the empty queue for a moment, then add the backlog at
+        // a random point of the poll cycle.
+        tokio::time::sleep(Duration::from_millis(1000 + (trial as u64 * 137) % 1000)).await;
+        let appeared = Instant::now();
+        fill_queue(&queue, 50).await;
+        loop {
+            if spec_replicas(&client, &ns.name, "worker-r").await == 5 {
+                break;
+            }
+            assert!(
+                appeared.elapsed() < Duration::from_secs(30),
+                "no reaction in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        reactions.push(appeared.elapsed().as_secs_f64());
+        purge_queue(&queue).await;
+    }
+    let mut sorted = reactions.clone();
+    sorted.sort_by(f64::total_cmp);
+    write_result(
+        "operator-reaction.json",
+        &json!({
+            "trials": trials,
+            "poll_interval_s": 1.0,
+            "broker_statistics_interval_s": 1.0,
+            "p50_s": percentile(&sorted, 0.5),
+            "p95_s": percentile(&sorted, 0.95),
+            "max_s": sorted.last(),
+            "min_s": sorted.first(),
+            "samples_s": reactions,
+        }),
+    );
+    delete_queue(&queue).await;
+}
+
+#[tokio::test]
+#[ignore = "benchmark: run by make bench"]
+async fn thousand_taskqueues() {
+    let count: usize = std::env::var("WARREN_BENCH_QUEUES")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1000);
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "wb-scale").await;
+    let prefix = unique("scale_q");
+    let queues: Vec<String> = (0..count).map(|i| format!("{prefix}_{i:04}")).collect();
+    declare_queues(&queues).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let started = Instant::now();
+    for (i, queue) in queues.iter().enumerate() {
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": format!("w-{i:04}")},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": format!("w-{i:04}")}},
+                     "template": {"metadata": {"labels": {"app": format!("w-{i:04}")}},
+                                  "spec": {"containers": [{"name": "w", "image": "warren-worker:bench"}]}}}
+        }))
+        .expect("deployment");
+        deployments
+            .create(&PostParams::default(), &deployment)
+            .await
+            .expect("deployment");
+        let body = json!({"metadata": {"name": format!("tq-{i:04}")}, "spec": {
+            "queue": queue, "scaleTargetRef": {"name": format!("w-{i:04}")}, "minReplicas": 0, "maxReplicas": 5,
+            "pollInterval": "5s"}});
+        apply_taskqueue(&client, &ns.name, body)
+            .await
+            .expect("valid");
+    }
+    let created_in = started.elapsed();
+    let operator = OperatorProcess::spawn(&ns.name, &[], &[]);
+    // Every TaskQueue gets a first status.
+    let tqs: Api<warren_operator::TaskQueue> = Api::namespaced(client.clone(), &ns.name);
+    let boot = Instant::now();
+    eventually(
+        Duration::from_secs(300),
+        "every TaskQueue decided once",
+        || async {
+            tqs.list(&Default::default())
+                .await
+                .map(|l| {
+                    l.items.iter().all(|t| {
+                        t.status
+                            .as_ref()
+                            .and_then(|s| s.last_decision.as_ref())
+                            .is_some()
+                    })
+                })
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    let first_decisions_in = boot.elapsed();
+    // Steady state: three 5 s intervals.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = operator.metrics().await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let after = operator.metrics().await;
+    let per_interval = |name: &str| (counter(&after, name) - counter(&before, name)) / 3.0;
+    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", operator.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    write_result(
+        "operator-scale.json",
+        &json!({
+            "taskqueues": count,
+            "queues": count,
+            "objects_created_in_s": created_in.as_secs_f64(),
+            "all_decided_once_in_s": first_decisions_in.as_secs_f64(),
+            "management_requests_per_5s_interval": per_interval("warren_operator_management_requests_total"),
+            "reconciles_per_5s_interval": per_interval("warren_operator_reconciles_total"),
+            "operator_peak_rss_mib": rss_kib as f64 / 1024.0,
+        }),
+    );
+    for queue in &queues {
+        delete_queue(queue).await;
+    }
+}
+
+async fn declare_queues(queues: &[String]) {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::FieldTable;
+    use lapin::{Connection, ConnectionProperties};
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("amqp");
+    let channel = connection.create_channel().await.expect("channel");
+    for queue in queues {
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions::durable(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare");
+    }
+    let _ = connection.close(200, "done".into()).await;
+}
