@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Client;
+use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::controller::Controller;
+use kube::runtime::Predicate;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher as watcher_fn};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
@@ -22,6 +25,10 @@ use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::reconciler::{Context, error_policy, reconcile};
 use crate::target::Targets;
+
+/// Reconciliations in flight at once: bounds memory and API server load when a
+/// thousand TaskQueues are triggered by one broker reading.
+const RECONCILE_CONCURRENCY: u16 = 16;
 
 pub struct Settings {
     /// Watch one namespace, or all when `None`.
@@ -56,13 +63,26 @@ pub async fn run(
         defaults: settings.defaults,
         targets: Targets::default(),
         histories: Mutex::new(HashMap::new()),
+        status_writes: Mutex::new(HashMap::new()),
     });
-    let controller = Controller::new(api, watcher::Config::default().any_semantic()).reconcile_on(
-        futures::stream::unfold(triggered, |mut rx| async move {
-            rx.recv().await.map(|object| (object, rx))
-        }),
-    );
-    let store = controller.store();
+    // Reconcile on spec (generation) and annotation (pause) changes, not on the
+    // operator's own status writes; fresh readings trigger through the poller.
+    let (store, writer) = reflector::store();
+    let changes = watcher_fn(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|queue: &mut TaskQueue| queue.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            Default::default(),
+        );
+    let readings = futures::stream::unfold(triggered, |mut rx| async move {
+        rx.recv().await.map(|object| (object, rx))
+    });
+    let controller = Controller::for_stream(changes, store.clone())
+        .with_config(ControllerConfig::default().concurrency(RECONCILE_CONCURRENCY))
+        .reconcile_on(readings);
     let janitor = {
         let ctx = Arc::clone(&ctx);
         let shutdown = shutdown.clone();

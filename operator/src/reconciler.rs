@@ -13,10 +13,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::broker::poller::{BrokerPoller, Watch};
-use crate::crd::TaskQueue;
+use crate::crd::{TaskQueue, TaskQueueStatus};
 use crate::credentials::{BrokerDefaults, endpoint_for};
 use crate::decision::{Decision, History, Observation, QueueReading, ScalingPolicy, decide};
 use crate::events::Events;
@@ -35,7 +35,15 @@ pub struct Context {
     pub defaults: BrokerDefaults,
     pub targets: Targets,
     pub histories: Mutex<HashMap<ObjectRef<TaskQueue>, History>>,
+    /// When each TaskQueue's status was last written.
+    pub status_writes: Mutex<HashMap<ObjectRef<TaskQueue>, Instant>>,
 }
+
+/// The longest a TaskQueue goes without reconciliation when no reading arrives.
+const SAFETY_REQUEUE: Duration = Duration::from_secs(30);
+
+/// An unchanged status is still rewritten this often, to refresh `readingAge`.
+const STATUS_HEARTBEAT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Error)]
 pub enum ReconcileError {
@@ -105,6 +113,7 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
         }
     };
     let Some(reading) = reading else {
+        debug!(%namespace, %name, "no reading yet");
         // No reading yet: the poller triggers this TaskQueue when the first arrives.
         return Ok(Action::requeue(interval));
     };
@@ -134,10 +143,7 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
         }
         let policy = ScalingPolicy::from(&queue.spec);
         let made = {
-            let mut histories = ctx
-                .histories
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut histories = lock(&ctx.histories);
             let clock = Instant::now();
             let history = histories
                 .entry(object.clone())
@@ -158,7 +164,9 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
         Ok((scale, Some(made), scaled_at))
     }
     .await;
-    let mut requeue = interval;
+    // Fresh readings trigger reconciliation through the poller; the requeue is
+    // only a safety net, so it need not add a second reconcile per interval.
+    let mut requeue = (interval * 6).max(SAFETY_REQUEUE);
     match outcome {
         Ok((scale, made, scaled_at)) => {
             seen.scale = Some(scale);
@@ -195,6 +203,10 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
     }
     seen.decision = decision.as_ref();
     let status = build(seen);
+    debug!(%namespace, %name, decision = ?status.last_decision, "decided");
+    if !status_due(&ctx, &object, queue.status.as_ref(), &status) {
+        return Ok(Action::requeue(requeue));
+    }
     let api: Api<TaskQueue> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch = json!({"apiVersion": "warren.dev/v1alpha1", "kind": "TaskQueue", "status": status});
     api.patch_status(
@@ -208,6 +220,32 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
         source,
     })?;
     Ok(Action::requeue(requeue))
+}
+
+/// Whether the status must be written: it changed (other than the reading's age),
+/// or the last write is older than the heartbeat. Skipping the rest keeps a thousand
+/// quiet TaskQueues from costing a thousand writes per poll.
+fn status_due(
+    ctx: &Context,
+    object: &ObjectRef<TaskQueue>,
+    old: Option<&TaskQueueStatus>,
+    new: &TaskQueueStatus,
+) -> bool {
+    let without_age = |s: &TaskQueueStatus| TaskQueueStatus {
+        reading_age: None,
+        ..s.clone()
+    };
+    let changed = old.is_none_or(|old| without_age(old) != without_age(new));
+    let stale = lock(&ctx.status_writes)
+        .get(object)
+        .is_none_or(|at| at.elapsed() >= STATUS_HEARTBEAT);
+    changed || stale
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub fn error_policy(queue: Arc<TaskQueue>, error: &ReconcileError, ctx: Arc<Context>) -> Action {

@@ -114,7 +114,10 @@ async fn thousand_taskqueues() {
     let ns = TestNamespace::new(&client, "wb-scale").await;
     let prefix = unique("scale_q");
     let queues: Vec<String> = (0..count).map(|i| format!("{prefix}_{i:04}")).collect();
-    declare_queues(&queues).await;
+    // A vhost of their own, so the broker holds exactly `count` queues there.
+    let vhost = unique("warren-bench");
+    create_vhost(&vhost).await;
+    declare_queues(&vhost, &queues).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let started = Instant::now();
     for (i, queue) in queues.iter().enumerate() {
@@ -130,7 +133,7 @@ async fn thousand_taskqueues() {
             .await
             .expect("deployment");
         let body = json!({"metadata": {"name": format!("tq-{i:04}")}, "spec": {
-            "queue": queue, "scaleTargetRef": {"name": format!("w-{i:04}")}, "minReplicas": 0, "maxReplicas": 5,
+            "queue": queue, "vhost": vhost, "scaleTargetRef": {"name": format!("w-{i:04}")}, "minReplicas": 0, "maxReplicas": 5,
             "pollInterval": "5s"}});
         apply_taskqueue(&client, &ns.name, body)
             .await
@@ -145,17 +148,18 @@ async fn thousand_taskqueues() {
         Duration::from_secs(300),
         "every TaskQueue decided once",
         || async {
-            tqs.list(&Default::default())
-                .await
-                .map(|l| {
-                    l.items.iter().all(|t| {
-                        t.status
-                            .as_ref()
-                            .and_then(|s| s.last_decision.as_ref())
-                            .is_some()
-                    })
-                })
-                .unwrap_or(false)
+            match tqs.list(&Default::default()).await {
+                Ok(list) => list.items.iter().all(|t| {
+                    t.status
+                        .as_ref()
+                        .and_then(|s| s.last_decision.as_ref())
+                        .is_some()
+                }),
+                Err(error) => {
+                    eprintln!("listing TaskQueues failed: {error}");
+                    false
+                }
+            }
         },
     )
     .await;
@@ -187,28 +191,50 @@ async fn thousand_taskqueues() {
             "operator_peak_rss_mib": rss_kib as f64 / 1024.0,
         }),
     );
-    for queue in &queues {
-        delete_queue(queue).await;
-    }
+    let http = reqwest::Client::new();
+    let _ = http
+        .delete(format!("{}/api/vhosts/{vhost}", management_url()))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await;
 }
 
-async fn declare_queues(queues: &[String]) {
-    use lapin::options::QueueDeclareOptions;
-    use lapin::types::FieldTable;
-    use lapin::{Connection, ConnectionProperties};
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+async fn create_vhost(vhost: &str) {
+    let http = reqwest::Client::new();
+    let base = management_url();
+    http.put(format!("{base}/api/vhosts/{vhost}"))
+        .basic_auth("guest", Some("guest"))
+        .send()
         .await
-        .expect("amqp");
-    let channel = connection.create_channel().await.expect("channel");
-    for queue in queues {
-        channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions::durable(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare");
-    }
-    let _ = connection.close(200, "done".into()).await;
+        .and_then(|r| r.error_for_status())
+        .expect("create vhost");
+    http.put(format!("{base}/api/permissions/{vhost}/guest"))
+        .basic_auth("guest", Some("guest"))
+        .json(&json!({"configure": ".*", "write": ".*", "read": ".*"}))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("permissions");
+}
+
+/// Declares the queues through the management API (durable, no arguments).
+async fn declare_queues(vhost: &str, queues: &[String]) {
+    use futures::StreamExt;
+    let http = reqwest::Client::new();
+    let base = management_url();
+    futures::stream::iter(queues)
+        .for_each_concurrent(16, |queue| {
+            let request = http
+                .put(format!("{base}/api/queues/{vhost}/{queue}"))
+                .basic_auth("guest", Some("guest"))
+                .json(&json!({"durable": true}));
+            async move {
+                request
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .expect("declare queue");
+            }
+        })
+        .await;
 }

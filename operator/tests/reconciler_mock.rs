@@ -45,6 +45,7 @@ fn context() -> (Arc<Context>, Handle) {
         },
         targets: Targets::default(),
         histories: Mutex::new(HashMap::new()),
+        status_writes: Mutex::new(HashMap::new()),
     };
     (Arc::new(ctx), handle)
 }
