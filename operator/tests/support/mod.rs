@@ -98,14 +98,22 @@ impl TestNamespace {
 }
 
 impl Drop for TestNamespace {
+    /// Deletes the namespace even when the test panicked; on a thread of its own,
+    /// because the test's runtime may already be shutting down.
     fn drop(&mut self) {
-        let api: Api<Namespace> = Api::all(self.client.clone());
+        // A client of its own: the test's client lives on the test's runtime, which
+        // this thread must not depend on while the runtime's thread waits for it.
         let name = self.name.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async move {
+                let api: Api<Namespace> = Api::all(client().await);
                 let _ = api.delete(&name, &DeleteParams::default()).await;
             });
-        }
+        })
+        .join();
     }
 }
 
