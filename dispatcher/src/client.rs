@@ -197,7 +197,7 @@ impl Client {
     /// zero times: duplicates are told apart by task id.
     async fn publish(&self, task: &TaskMessage, queue: &str) -> Result<(), DispatchError> {
         let body = task.body();
-        let properties = task_properties(task);
+        let mut properties = Some(task_properties(task));
         let deadline = Instant::now() + self.config.publish_timeout;
         let mut link_rx = self.link.clone();
         loop {
@@ -207,13 +207,24 @@ impl Client {
                 waited: self.config.publish_timeout,
                 reason,
             };
-            let link =
-                match tokio::time::timeout(remaining, link_rx.wait_for(Option::is_some)).await {
-                    Ok(Ok(link)) => link.clone(),
-                    Ok(Err(_)) => return Err(failed("client closed".into())),
-                    Err(_) => return Err(failed("broker unreachable".into())),
-                };
-            let Some(link) = link else { continue };
+            // The live link if there is one (the usual case, no timer needed),
+            // else the next one, for as long as the publish timeout allows.
+            let current = link_rx.borrow_and_update().clone();
+            let link = match current {
+                Some(link) => link,
+                None => {
+                    match tokio::time::timeout(remaining, link_rx.wait_for(Option::is_some)).await {
+                        Ok(Ok(link)) => match link.clone() {
+                            Some(link) => link,
+                            None => continue,
+                        },
+                        Ok(Err(_)) => return Err(failed("client closed".into())),
+                        Err(_) => return Err(failed("broker unreachable".into())),
+                    }
+                }
+            };
+            // Built once; rebuilt only for a retry.
+            let attempt_properties = properties.take().unwrap_or_else(|| task_properties(task));
             let attempt = async {
                 link.publisher
                     .basic_publish(
@@ -221,7 +232,7 @@ impl Client {
                         queue.into(),
                         BasicPublishOptions::default(),
                         &body,
-                        properties.clone(),
+                        attempt_properties,
                     )
                     .await?
                     .await

@@ -39,6 +39,72 @@ enum Command {
     Send(SendArgs),
     /// Send many tasks and report throughput, efficiency, latency and spread.
     LoadTest(LoadTestArgs),
+    /// Print the task plan a load test would send, as JSON, without a broker: the
+    /// same names, durations and order, so another client (the Celery benchmark
+    /// client) can send exactly the same work.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// Number of tasks.
+    #[arg(long, default_value_t = 20)]
+    tasks: usize,
+    #[command(flatten)]
+    plan: PlanOptions,
+}
+
+/// What a load test sends: shared by `load-test` and `plan`.
+#[derive(Debug, Args)]
+struct PlanOptions {
+    /// Ratio of task_a to task_b.
+    #[arg(long, default_value = "1:1")]
+    mix: String,
+    /// Shortest task duration in seconds.
+    #[arg(long, default_value_t = 0.1)]
+    min_seconds: f64,
+    /// Longest task duration in seconds.
+    #[arg(long, default_value_t = 0.2)]
+    max_seconds: f64,
+    /// Tasks that do no work (duration 0): measures round trips.
+    #[arg(long, conflicts_with_all = ["min_seconds", "max_seconds"])]
+    no_work: bool,
+    /// Ask for CPU work (hashing) instead of waiting.
+    #[arg(long)]
+    cpu: bool,
+    /// Name sent for task A (e.g. celery_app.task_a for the seed's Celery app).
+    #[arg(long, default_value = "task_a")]
+    task_a: String,
+    /// Name sent for task B.
+    #[arg(long, default_value = "task_b")]
+    task_b: String,
+    /// Seed of the task plan (same seed, same durations).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl PlanOptions {
+    fn spec(&self) -> anyhow::Result<PlanSpec> {
+        let mix = parse_mix(&self.mix, [&self.task_a, &self.task_b]).map_err(anyhow::Error::msg)?;
+        let (min_seconds, max_seconds) = if self.no_work {
+            (0.0, 0.0)
+        } else {
+            (self.min_seconds, self.max_seconds)
+        };
+        if !(0.0..=3600.0).contains(&min_seconds)
+            || max_seconds < min_seconds
+            || max_seconds > 3600.0
+        {
+            bail!("need 0 <= --min-seconds <= --max-seconds <= 3600");
+        }
+        Ok(PlanSpec {
+            mix,
+            min_seconds,
+            max_seconds,
+            cpu: self.cpu,
+            seed: self.seed,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -62,9 +128,6 @@ struct LoadTestArgs {
     /// Task counts, one run each (closed loop).
     #[arg(long, value_delimiter = ',', default_value = "20,50,100")]
     tasks: Vec<usize>,
-    /// Ratio of task_a to task_b.
-    #[arg(long, default_value = "1:1")]
-    mix: String,
     /// concurrent: all in flight, results as they complete; sequential: one
     /// task at a time, as the seed's blocking .get() does.
     #[arg(long, value_enum, default_value_t = Collect::Concurrent)]
@@ -75,39 +138,24 @@ struct LoadTestArgs {
     /// Open loop: how long to publish at --rate.
     #[arg(long, requires = "rate", value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
-    /// Shortest task duration in seconds.
-    #[arg(long, default_value_t = 0.1)]
-    min_seconds: f64,
-    /// Longest task duration in seconds.
-    #[arg(long, default_value_t = 0.2)]
-    max_seconds: f64,
-    /// Tasks that do no work (duration 0): measures round trips.
-    #[arg(long, conflicts_with_all = ["min_seconds", "max_seconds"])]
-    no_work: bool,
-    /// Ask for CPU work (hashing) instead of waiting.
-    #[arg(long)]
-    cpu: bool,
-    /// Name sent for task A (e.g. celery_app.task_a for the seed's Celery app).
-    #[arg(long, default_value = "task_a")]
-    task_a: String,
-    /// Name sent for task B.
-    #[arg(long, default_value = "task_b")]
-    task_b: String,
+    #[command(flatten)]
+    plan: PlanOptions,
     /// Most tasks in flight at once.
     #[arg(long, default_value_t = 1000)]
     window: usize,
     /// Per-task result timeout; later results count as lost.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     timeout: Duration,
-    /// Seed of the task plan (same seed, same durations).
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
     /// Print one JSON object per run instead of the table.
     #[arg(long)]
     json: bool,
 }
 
-#[tokio::main]
+// One thread: the client's work is I/O and bookkeeping (lapin does its socket I/O on a
+// thread of its own), and keeping every task on one thread spares a cross-thread
+// wake-up per publish, confirm and reply (`load-test --no-work` on 2 cores used less
+// CPU per task this way than with the multi-thread runtime).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -122,6 +170,9 @@ async fn main() -> anyhow::Result<()> {
         None => RoutingTable::default(),
     }
     .with_rules(cli.routes.iter().map(String::as_str))?;
+    if let Command::Plan(args) = &cli.command {
+        return plan(&routing, args);
+    }
     let config = ClientConfig {
         amqp_url: cli.amqp_url.clone(),
         routing,
@@ -131,7 +182,27 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Send(args) => send(&client, args).await,
         Command::LoadTest(args) => load_test(&client, args).await,
+        Command::Plan(_) => Ok(()),
     }
+}
+
+/// Prints the plan as a JSON array: name, queue it is routed to, seconds, cpu.
+fn plan(routing: &RoutingTable, args: &PlanArgs) -> anyhow::Result<()> {
+    let tasks = args.plan.spec()?.plan(args.tasks);
+    let rows = tasks
+        .iter()
+        .map(|task| {
+            let queue = routing.queue_for(&task.name)?;
+            Ok(serde_json::json!({
+                "name": task.name,
+                "queue": queue,
+                "seconds": task.seconds,
+                "cpu": task.cpu,
+            }))
+        })
+        .collect::<anyhow::Result<Vec<Value>>>()?;
+    println!("{}", serde_json::to_string(&rows)?);
+    Ok(())
 }
 
 async fn send(client: &Client, args: SendArgs) -> anyhow::Result<()> {
@@ -159,22 +230,7 @@ async fn send(client: &Client, args: SendArgs) -> anyhow::Result<()> {
 }
 
 async fn load_test(client: &Client, args: LoadTestArgs) -> anyhow::Result<()> {
-    let mix = parse_mix(&args.mix, [&args.task_a, &args.task_b]).map_err(anyhow::Error::msg)?;
-    let (min_seconds, max_seconds) = if args.no_work {
-        (0.0, 0.0)
-    } else {
-        (args.min_seconds, args.max_seconds)
-    };
-    if !(0.0..=3600.0).contains(&min_seconds) || max_seconds < min_seconds || max_seconds > 3600.0 {
-        bail!("need 0 <= --min-seconds <= --max-seconds <= 3600");
-    }
-    let spec = PlanSpec {
-        mix,
-        min_seconds,
-        max_seconds,
-        cpu: args.cpu,
-        seed: args.seed,
-    };
+    let spec = args.plan.spec()?;
     let options = RunOptions {
         collect: args.collect,
         window: args.window,

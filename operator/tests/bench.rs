@@ -3,6 +3,7 @@
 //!   interval (the dev broker's statistics interval is 1 s too);
 //! - scale: 1,000 TaskQueues over 1,000 queues on one broker: management API
 //!   requests per interval, reconciliations per 5 s interval, operator RSS.
+//!
 //! Results are printed as JSON and written to docs/bench-results/.
 
 mod support;

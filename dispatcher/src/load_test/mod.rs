@@ -164,6 +164,11 @@ fn sample(queue: String, submitted_at: Instant, task: &PlannedTask, reply: TaskR
             .runtime
             .unwrap_or_else(|| Duration::from_secs_f64(task.seconds)),
         concurrency: reply.concurrency,
+        hashes: reply
+            .result
+            .result
+            .get("hashes")
+            .and_then(serde_json::Value::as_u64),
     }
 }
 

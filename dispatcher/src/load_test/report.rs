@@ -17,6 +17,8 @@ pub struct Sample {
     pub runtime: Duration,
     /// The worker's concurrency when it reported it.
     pub concurrency: Option<u32>,
+    /// Hashes computed, when a CPU-bound task reported them (`"hashes"` in its result).
+    pub hashes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -37,6 +39,11 @@ pub struct RunReport {
     /// larger of (work / total concurrency) and the longest single task.
     pub ideal_tasks_per_s: f64,
     pub efficiency: f64,
+    /// CPU-bound runs only: hashes all tasks computed, per second of wall time.
+    /// Tasks hash for a fixed time, so tasks/s keeps rising with more workers
+    /// than cores while the work done per second does not; this shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashes_per_s: Option<f64>,
     pub latency_ms: Percentiles,
     pub per_worker: BTreeMap<String, u64>,
     pub failed: u64,
@@ -67,6 +74,10 @@ pub fn summarize(collect: &str, samples: &[Sample], totals: Totals) -> RunReport
     } else {
         0.0
     };
+    let hashes: Option<u64> = samples.iter().filter_map(|s| s.hashes).reduce(|a, b| a + b);
+    let hashes_per_s = hashes
+        .filter(|_| wall_s > 0.0)
+        .map(|h| (h as f64 / wall_s).round());
     let mut per_worker = BTreeMap::new();
     for sample in samples {
         let name = sample.worker.clone().unwrap_or_else(|| "unknown".into());
@@ -84,6 +95,7 @@ pub fn summarize(collect: &str, samples: &[Sample], totals: Totals) -> RunReport
         tasks_per_s: round(tasks_per_s, 2),
         ideal_tasks_per_s: round(ideal_tasks_per_s, 2),
         efficiency: round(efficiency, 3),
+        hashes_per_s,
         latency_ms: Percentiles {
             p50: round(percentile(&latencies, 0.50), 2),
             p95: round(percentile(&latencies, 0.95), 2),
@@ -193,6 +205,7 @@ mod tests {
             worker: Some(worker.into()),
             runtime: Duration::from_millis(ms),
             concurrency: Some(1),
+            hashes: None,
         }
     }
 
@@ -230,6 +243,33 @@ mod tests {
             duplicates: 0,
         };
         assert_eq!(summarize("concurrent", &samples, totals).efficiency, 1.0);
+    }
+
+    #[test]
+    fn hashes_per_second_only_for_cpu_work() {
+        let totals = || Totals {
+            tasks: 2,
+            wall: Duration::from_secs(2),
+            failed: 0,
+            lost: 0,
+            duplicates: 0,
+        };
+        let plain = vec![sample("q", "w1", 100), sample("q", "w1", 100)];
+        assert_eq!(summarize("concurrent", &plain, totals()).hashes_per_s, None);
+        let cpu: Vec<Sample> = [300, 500]
+            .into_iter()
+            .map(|h| Sample {
+                hashes: Some(h),
+                ..sample("q", "w1", 100)
+            })
+            .collect();
+        let report = summarize("concurrent", &cpu, totals());
+        assert_eq!(report.hashes_per_s, Some(400.0));
+        assert!(
+            serde_json::to_string(&report)
+                .expect("json")
+                .contains("\"hashes_per_s\":400")
+        );
     }
 
     #[test]

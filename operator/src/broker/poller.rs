@@ -271,6 +271,13 @@ fn merge(
     }
 }
 
+/// The index is plain data; a panic elsewhere while it was held leaves it usable.
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,11 +319,4 @@ mod tests {
         );
         assert!(failed.result.is_err());
     }
-}
-
-/// The index is plain data; a panic elsewhere while it was held leaves it usable.
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

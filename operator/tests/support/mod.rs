@@ -105,7 +105,10 @@ impl Drop for TestNamespace {
         // this thread must not depend on while the runtime's thread waits for it.
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             runtime.block_on(async move {
