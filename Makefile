@@ -46,8 +46,13 @@ demo: rabbitmq-up build ## The seed's load test on warren: 1 then 3 workers per 
 	bash deploy/local/demo-task-flow.sh
 
 .PHONY: bench
-bench: rabbitmq-up build ## Benchmarks side by side with Celery; writes docs/benchmarks.md
+bench: rabbitmq-up build bench-operator ## Benchmarks (operator reaction, task flow next to Celery); writes docs/benchmarks.md
 	bash deploy/local/bench-task-flow.sh
+
+.PHONY: bench-operator
+bench-operator: tools ## Operator reaction benchmark on the local cluster; writes docs/bench-results/operator-reaction.json
+	@set -e; bash deploy/local/cluster.sh up; \
+	KUBECONFIG=$(CURDIR)/.local/kubeconfig $(CARGO) test --release --locked -p warren-operator --test bench -- --ignored --nocapture reaction_time
 
 .PHONY: rabbitmq-up
 rabbitmq-up: ## Install (if missing) and start RabbitMQ on 127.0.0.1

@@ -449,6 +449,30 @@ def report(args):
         lines.append(text)
     out.extend(lines)
     w("")
+    reaction_file = Path(args.records).parent / "operator-reaction.json"
+    if reaction_file.exists():
+        r = json.loads(reaction_file.read_text())
+        w("## Operator: reaction to a new backlog")
+        w("")
+        w(f"Backlog appears (50 messages published) -> the operator patches `/scale` (1 -> 5), "
+          f"{r['trials']} trials, poll interval {r['poll_interval_s']:g} s, broker statistics "
+          f"interval {r['broker_statistics_interval_s']:g} s, against the local control plane "
+          "(`cargo test --release -p warren-operator --test bench -- --ignored reaction_time`, "
+          "run by `make bench` before the task-flow run; raw samples in "
+          "[bench-results/operator-reaction.json](bench-results/operator-reaction.json)).")
+        w("")
+        w("| p50 | p95 | min | max | target p95 | KEDA defaults, 0 -> 1 |")
+        w("|---|---|---|---|---|---|")
+        w(f"| {r['p50_s']:.2f} s | {r['p95_s']:.2f} s | {r['min_s']:.2f} s | {r['max_s']:.2f} s "
+          "| <= 2.5 s | up to 30 s + statistics age |")
+        w("")
+        w("What makes it fast: each poll reads the queues' own totals "
+          "(`disable_stats=true&enable_queue_totals=true`), current to ~0.1 s, instead of the "
+          "statistics database, whose counts lagged 3.8-4.7 s here even at a 1 s statistics "
+          "interval (a first version reading statistics measured p50 3.49 s, p95 3.85 s); a "
+          "fresh reading triggers the TaskQueue's reconciliation at once, and `/scale` is "
+          "patched straight to the target.")
+        w("")
     w("## Reproduce")
     w("")
     w("```bash")
