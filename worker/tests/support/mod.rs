@@ -57,20 +57,22 @@ pub async fn channel() -> (Connection, Channel) {
     (connection, channel)
 }
 
-/// Consumers and ready messages of `queue`, read with a passive declare.
-pub async fn queue_state(channel: &Channel, queue: &str) -> (u32, u32) {
+/// A passive declare: the queue's consumers and ready messages, or an error (which
+/// also closes `channel`) when the queue does not exist.
+async fn passive_declare(channel: &Channel, queue: &str) -> lapin::Result<(u32, u32)> {
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
     let q = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("queue exists");
-    (q.consumer_count(), q.message_count())
+        .queue_declare(queue.into(), options, FieldTable::default())
+        .await?;
+    Ok((q.consumer_count(), q.message_count()))
+}
+
+/// Consumers and ready messages of `queue`.
+pub async fn queue_state(channel: &Channel, queue: &str) -> (u32, u32) {
+    passive_declare(channel, queue).await.expect("queue exists")
 }
 
 /// Waits until `queue` has `consumers` consumers, so a test sends only once every
@@ -82,18 +84,8 @@ pub async fn wait_for_consumers(queue: &str, consumers: u32) {
         // A passive declare of a queue not yet declared closes its channel, so
         // each probe gets a fresh one.
         let channel = connection.create_channel().await.expect("channel");
-        let probe = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        if let Ok(q) = probe {
-            if q.consumer_count() >= consumers {
+        if let Ok((present, _)) = passive_declare(&channel, queue).await {
+            if present >= consumers {
                 return;
             }
             let _ = channel.close(200, "probe done".into()).await;
