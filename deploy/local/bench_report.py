@@ -473,6 +473,29 @@ def report(args):
           "fresh reading triggers the TaskQueue's reconciliation at once, and `/scale` is "
           "patched straight to the target.")
         w("")
+    scale_file = Path(args.records).parent / "operator-scale.json"
+    if scale_file.exists():
+        r = json.loads(scale_file.read_text())
+        w(f"## Operator: {r['taskqueues']:,} TaskQueues on one broker")
+        w("")
+        w(f"{r['taskqueues']:,} TaskQueues over {r['queues']:,} queues in one vhost, 5 s poll interval "
+          "(`WARREN_BENCH_QUEUES=1000 cargo test --release -p warren-operator --test bench -- "
+          "--ignored thousand_taskqueues`, on the local cluster; not part of `make bench`, "
+          "it takes ~5 min; [bench-results/operator-scale.json](bench-results/operator-scale.json)).")
+        w("")
+        w("| measure | result | target |")
+        w("|---|---|---|")
+        w(f"| management API requests per interval | {r['management_requests_per_5s_interval']:.1f} | <= 2 |")
+        w(f"| reconciliations per 5 s interval | {r['reconciles_per_5s_interval']:.0f} | >= {r['taskqueues']:,} (every TaskQueue re-decided) |")
+        w(f"| operator peak RSS | {r['operator_peak_rss_mib']:.1f} MiB | <= 64 MiB |")
+        w(f"| all TaskQueues decided once after start | {r['all_decided_once_in_s']:.0f} s | |")
+        w("")
+        w("Open: each reconciliation reads `/scale` from the API server, and this 2-core "
+          "machine (API server, etcd, broker and operator together) serves about 90 of them "
+          "per second; with reconciliations bounded to 16 at a time, peak RSS was 23.5 MiB "
+          "but 132 of 1,000 TaskQueues were starved by the controller's scheduler, so no "
+          "bound is set. Next: replica counts from a watch cache instead of `/scale` reads.")
+        w("")
     w("## Reproduce")
     w("")
     w("```bash")
