@@ -21,8 +21,7 @@ use crate::error::DispatchError;
 use crate::link::{Link, LinkSettings, supervise};
 use crate::replies::{Replies, TaskReply};
 
-/// The broker URL used when `WARREN_AMQP_URL` is not set.
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub use warren_protocol::amqp::DEFAULT_AMQP_URL;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {

@@ -8,6 +8,9 @@ use serde_json::{Map, Number, Value};
 
 use crate::{CONTENT_ENCODING_UTF8, CONTENT_TYPE_JSON, TaskMessage};
 
+/// The broker URL used when `WARREN_AMQP_URL` is not set: the local dev broker.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
 /// Persistent delivery, as Celery publishes tasks.
 pub const PERSISTENT: u8 = 2;
 

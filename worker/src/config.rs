@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use crate::retry::RetryPolicy;
 
-/// The broker URL used when `WARREN_AMQP_URL` is not set.
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub use warren_protocol::amqp::DEFAULT_AMQP_URL;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {

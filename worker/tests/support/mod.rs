@@ -13,7 +13,7 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use warren_dispatcher::{Client, ClientConfig};
 use warren_protocol::RoutingTable;
 
-pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub use warren_protocol::amqp::DEFAULT_AMQP_URL;
 
 pub fn amqp_url() -> String {
     std::env::var("WARREN_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into())
