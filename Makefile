@@ -50,9 +50,9 @@ bench: rabbitmq-up build bench-operator ## Benchmarks (operator reaction, task f
 	bash deploy/local/bench-task-flow.sh
 
 .PHONY: bench-operator
-bench-operator: tools ## Operator reaction benchmark on the local cluster; writes docs/bench-results/operator-reaction.json
+bench-operator: tools ## Operator benchmarks on the local cluster (reaction, 1,000 TaskQueues); writes docs/bench-results/operator-*.json
 	@set -e; bash deploy/local/cluster.sh up; \
-	KUBECONFIG=$(CURDIR)/.local/kubeconfig $(CARGO) test --release --locked -p warren-operator --test bench -- --ignored --nocapture reaction_time
+	KUBECONFIG=$(CURDIR)/.local/kubeconfig $(CARGO) test --release --locked -p warren-operator --test bench -- --ignored --nocapture --test-threads=1
 
 .PHONY: rabbitmq-up
 rabbitmq-up: ## Install (if missing) and start RabbitMQ on 127.0.0.1

@@ -1,7 +1,7 @@
 //! Wiring: the TaskQueue controller, triggered by watch events and by fresh broker
 //! readings, and the janitor that forgets TaskQueues that were deleted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher as watcher_fn};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::broker::poller::BrokerPoller;
 use crate::crd::TaskQueue;
@@ -25,11 +25,17 @@ use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::reconciler::{Context, error_policy, reconcile};
 use crate::target::Targets;
+use crate::target::deployments::DeploymentCache;
 
-/// Reconciliations in flight at once (0: unbounded, kube's default). A bound of 16
-/// starved some objects at 1,000 TaskQueues (132 never reconciled after their first
-/// two passes), so none is set until that is understood; see docs/benchmarks.md.
-const RECONCILE_CONCURRENCY: u16 = 0;
+/// Reconciliations in flight at once. A reconcile reads from memory and writes
+/// only on change, so a few keep up with a thousand TaskQueues per interval, and
+/// the bound caps memory when every TaskQueue is triggered at once.
+///
+/// The bound must stay above demand: kube-runtime's scheduler hands out waiting
+/// objects in hash order (`pending.iter().find(..)`), not first-in first-out, so
+/// when reconciles are slower than triggers arrive the same objects win every
+/// time and others starve (seen with 16 while each reconcile GET `/scale`).
+const RECONCILE_CONCURRENCY: u16 = 16;
 
 pub struct Settings {
     /// Watch one namespace, or all when `None`.
@@ -52,6 +58,15 @@ pub async fn run(
         None => Api::all(client.clone()),
     };
     let (poller, triggered) = BrokerPoller::new(settings.poll_timeout, Arc::clone(&metrics));
+    let (deployments, deployment_events) =
+        DeploymentCache::watch(client.clone(), settings.namespace.as_deref());
+    let deployment_watch = tokio::spawn(deployment_events.for_each(|event| {
+        if let Err(error) = event {
+            // Until it lists, Deployments are read through /scale instead.
+            warn!(%error, "cannot watch Deployments; retrying (until they are listed, /scale is read)");
+        }
+        futures::future::ready(())
+    }));
     let reporter = Reporter {
         controller: "warren-operator".into(),
         instance: Some(settings.instance.clone()),
@@ -62,7 +77,7 @@ pub async fn run(
         poller: poller.clone(),
         metrics,
         defaults: settings.defaults,
-        targets: Targets::default(),
+        targets: Targets::with_deployment_cache(deployments),
         histories: Mutex::new(HashMap::new()),
         status_writes: Mutex::new(HashMap::new()),
     });
@@ -94,7 +109,7 @@ pub async fn run(
                     () = shutdown.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                let live: Vec<ObjectRef<TaskQueue>> = store
+                let live: HashSet<ObjectRef<TaskQueue>> = store
                     .state()
                     .iter()
                     .map(|q| ObjectRef::from_obj(&**q))
@@ -104,6 +119,11 @@ pub async fn run(
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 histories.retain(|object, _| live.contains(object));
+                drop(histories);
+                ctx.status_writes
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .retain(|object, _| live.contains(object));
                 for object in ctx.poller.watched() {
                     if !live.contains(&object) {
                         debug!(%object, "TaskQueue deleted; no longer polled");
@@ -120,5 +140,6 @@ pub async fn run(
         .for_each(|_| futures::future::ready(()))
         .await;
     janitor.abort();
+    deployment_watch.abort();
     info!("controller stopped");
 }

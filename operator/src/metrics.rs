@@ -1,5 +1,6 @@
 //! Prometheus metrics of the operator: reconciliations, errors by kind, per-queue
-//! backlog and desired replicas, broker poll latency and request counts.
+//! backlog and desired replicas, broker poll latency and request counts, and where
+//! replica counts were read from.
 
 use std::time::Duration;
 
@@ -13,6 +14,11 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,6 +37,7 @@ pub struct Metrics {
     pub poll_seconds: Histogram,
     pub management_requests: Counter,
     pub scale_events: Counter,
+    pub target_reads: Family<SourceLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -50,6 +57,7 @@ impl Metrics {
             Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
         let management_requests = Counter::default();
         let scale_events = Counter::default();
+        let target_reads = Family::<SourceLabel, Counter>::default();
         registry.register(
             "reconciles",
             "TaskQueue reconciliations",
@@ -81,6 +89,11 @@ impl Metrics {
             "Changes of a workload's replicas",
             scale_events.clone(),
         );
+        registry.register(
+            "target_reads",
+            "Replica counts read, by source: the Deployment watch cache or a GET of /scale",
+            target_reads.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -90,7 +103,14 @@ impl Metrics {
             poll_seconds,
             management_requests,
             scale_events,
+            target_reads,
         }
+    }
+
+    pub fn target_read(&self, source: &'static str) {
+        self.target_reads
+            .get_or_create(&SourceLabel { source })
+            .inc();
     }
 
     pub fn error(&self, kind: &str) {

@@ -137,7 +137,8 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
     let target = &queue.spec.scale_target_ref;
     let mut decision: Option<Decision> = None;
     let outcome = async {
-        let scale = ctx.targets.read(&ctx.client, &namespace, target).await?;
+        let (scale, source) = ctx.targets.read(&ctx.client, &namespace, target).await?;
+        ctx.metrics.target_read(source.as_str());
         if seen.paused {
             return Ok::<_, TargetError>((scale, None, None));
         }
@@ -219,6 +220,7 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
         name: name.clone(),
         source,
     })?;
+    lock(&ctx.status_writes).insert(object, Instant::now());
     Ok(Action::requeue(requeue))
 }
 

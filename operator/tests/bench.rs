@@ -11,6 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use support::*;
@@ -167,10 +168,12 @@ async fn thousand_taskqueues() {
     let first_decisions_in = boot.elapsed();
     // Steady state: three 5 s intervals.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let window_start = Timestamp::now();
     let before = operator.metrics().await;
     tokio::time::sleep(Duration::from_secs(15)).await;
     let after = operator.metrics().await;
     let per_interval = |name: &str| (counter(&after, name) - counter(&before, name)) / 3.0;
+    let redecided = distinct_decided_per_interval(&operator.log_text(), window_start, 3);
     let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", operator.pid()))
         .ok()
         .and_then(|s| {
@@ -189,6 +192,7 @@ async fn thousand_taskqueues() {
             "all_decided_once_in_s": first_decisions_in.as_secs_f64(),
             "management_requests_per_5s_interval": per_interval("warren_operator_management_requests_total"),
             "reconciles_per_5s_interval": per_interval("warren_operator_reconciles_total"),
+            "taskqueues_redecided_per_5s_interval": redecided,
             "operator_peak_rss_mib": rss_kib as f64 / 1024.0,
         }),
     );
@@ -198,6 +202,34 @@ async fn thousand_taskqueues() {
         .basic_auth("guest", Some("guest"))
         .send()
         .await;
+}
+
+/// How many distinct TaskQueues the operator logged a decision for in each of
+/// `intervals` consecutive 5 s intervals from `start` (its debug log has one
+/// "decided" line per decision), so that "every TaskQueue re-decided within one
+/// interval" is checked per object, not inferred from a counter.
+fn distinct_decided_per_interval(log: &str, start: Timestamp, intervals: usize) -> Vec<usize> {
+    let mut seen = vec![std::collections::HashSet::new(); intervals];
+    for line in log.lines().filter(|l| l.contains(" decided ")) {
+        let Some(at) = line
+            .split_whitespace()
+            .next()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+        else {
+            continue;
+        };
+        let Some(name) = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("name="))
+        else {
+            continue;
+        };
+        let offset = at.duration_since(start).as_secs_f64();
+        if offset >= 0.0 && (offset / 5.0) < intervals as f64 {
+            seen[(offset / 5.0) as usize].insert(name.to_owned());
+        }
+    }
+    seen.iter().map(std::collections::HashSet::len).collect()
 }
 
 async fn create_vhost(vhost: &str) {

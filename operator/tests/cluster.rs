@@ -48,7 +48,7 @@ async fn scales_up_on_backlog_and_back_down_after_the_window() {
     let queue = unique("scale_q");
     create_deployment(&client, &ns.name, "worker-a", 1).await;
     fill_queue(&queue, 200).await;
-    let _operator = OperatorProcess::spawn(&ns.name, &[], &[]);
+    let operator = OperatorProcess::spawn(&ns.name, &[], &[]);
     apply_taskqueue(
         &client,
         &ns.name,
@@ -114,10 +114,28 @@ async fn scales_up_on_backlog_and_back_down_after_the_window() {
         spec_replicas(&client, &ns.name, "worker-a").await == 1
     })
     .await;
+    // The window runs from the last reading that saw the backlog, taken at most
+    // one poll interval (1 s) before the purge.
     assert!(
-        purged.elapsed() >= Duration::from_secs(8),
+        purged.elapsed() >= Duration::from_secs(7),
         "down after {:?}, before the window",
         purged.elapsed()
+    );
+    // Replica counts came from the Deployment watch cache, not from GETs of /scale.
+    let metrics = operator.metrics().await;
+    let reads = |source: &str| {
+        let prefix = format!("warren_operator_target_reads_total{{source=\"{source}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        reads("cache") > 10 * reads("api"),
+        "cache {} vs api {}",
+        reads("cache"),
+        reads("api")
     );
     delete_queue(&queue).await;
 }

@@ -1,5 +1,8 @@
 //! The workload a TaskQueue scales, reached through its `/scale` subresource, so
 //! that Deployments, StatefulSets and any custom resource with `/scale` work alike.
+//! Deployments' counts are read from a watch cache ([`deployments`]) when one runs.
+
+pub mod deployments;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,6 +15,7 @@ use serde_json::json;
 use thiserror::Error;
 
 use crate::crd::ScaleTargetRef;
+use deployments::{Cached, DeploymentCache};
 
 #[derive(Debug, Error)]
 pub enum TargetError {
@@ -64,28 +68,67 @@ pub struct ScaleReading {
     pub running: i32,
 }
 
+/// Where a replica count was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadSource {
+    /// The Deployment watch cache: no request.
+    Cache,
+    /// A GET of `/scale`.
+    Api,
+}
+
+impl ReadSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cache => "cache",
+            Self::Api => "api",
+        }
+    }
+}
+
 /// Resolves kinds once per (apiVersion, kind) through discovery.
 #[derive(Default)]
 pub struct Targets {
     resolved: Mutex<HashMap<(String, String), ApiResource>>,
+    deployments: Option<DeploymentCache>,
 }
 
 impl Targets {
+    /// Targets that read Deployments from `cache` (and everything else, or what
+    /// the cache does not hold yet, from `/scale`).
+    pub fn with_deployment_cache(cache: DeploymentCache) -> Self {
+        Self {
+            resolved: Mutex::default(),
+            deployments: Some(cache),
+        }
+    }
+
+    fn deployment_cache(&self, target: &ScaleTargetRef) -> Option<&DeploymentCache> {
+        let is_deployment = target.api_version == "apps/v1" && target.kind == "Deployment";
+        self.deployments.as_ref().filter(|_| is_deployment)
+    }
+
     pub async fn read(
         &self,
         client: &Client,
         namespace: &str,
         target: &ScaleTargetRef,
-    ) -> Result<ScaleReading, TargetError> {
+    ) -> Result<(ScaleReading, ReadSource), TargetError> {
+        if let Some(cache) = self.deployment_cache(target)
+            && let Cached::Found(reading) = cache.get(namespace, &target.name)
+        {
+            return Ok((reading, ReadSource::Cache));
+        }
         let api = self.api(client, namespace, target).await?;
         let scale = api
             .get_scale(&target.name)
             .await
             .map_err(|e| classify(e, namespace, target))?;
-        Ok(ScaleReading {
+        let reading = ScaleReading {
             desired: scale.spec.and_then(|s| s.replicas).unwrap_or(0),
             running: scale.status.map_or(0, |s| s.replicas),
-        })
+        };
+        Ok((reading, ReadSource::Api))
     }
 
     pub async fn scale(
@@ -97,9 +140,18 @@ impl Targets {
     ) -> Result<(), TargetError> {
         let api = self.api(client, namespace, target).await?;
         let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
-        api.patch_scale(&target.name, &PatchParams::default(), &patch)
+        let scale = api
+            .patch_scale(&target.name, &PatchParams::default(), &patch)
             .await
             .map_err(|e| classify(e, namespace, target))?;
+        if let Some(cache) = self.deployment_cache(target) {
+            cache.wrote(
+                namespace,
+                &target.name,
+                replicas,
+                scale.metadata.resource_version,
+            );
+        }
         Ok(())
     }
 
