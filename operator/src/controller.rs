@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::broker::poller::BrokerPoller;
 use crate::crd::TaskQueue;
-use crate::credentials::BrokerDefaults;
+use crate::credentials::{BrokerDefaults, SecretCache};
 use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::reconciler::{Context, error_policy, reconcile};
@@ -77,6 +77,7 @@ pub async fn run(
         poller: poller.clone(),
         metrics,
         defaults: settings.defaults,
+        secrets: SecretCache::default(),
         targets: Targets::with_deployment_cache(deployments),
         histories: Mutex::new(HashMap::new()),
         status_writes: Mutex::new(HashMap::new()),
@@ -120,6 +121,7 @@ pub async fn run(
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 histories.retain(|object, _| live.contains(object));
                 drop(histories);
+                ctx.secrets.expire();
                 ctx.status_writes
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -1,6 +1,14 @@
 //! Which management API a TaskQueue reads and with which credentials: its own
 //! `spec.broker` where set, the operator's defaults otherwise. Credentials come from
 //! Kubernetes Secrets (or the operator's environment, itself fed from a Secret).
+//!
+//! Secrets are kept for [`SECRET_TTL`], so that TaskQueues reconciled on every poll
+//! do not GET their Secret each time; a Secret the broker rejected is read again at
+//! the next reconciliation, so fixing a password takes effect within one poll.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
@@ -17,9 +25,71 @@ pub struct BrokerDefaults {
     pub password: Password,
 }
 
+/// How long a Secret read is reused before it is read again.
+pub const SECRET_TTL: Duration = Duration::from_secs(60);
+
+/// Secrets read recently, by namespace and name; values only, no metadata.
+#[derive(Default)]
+pub struct SecretCache {
+    entries: Mutex<HashMap<(String, String), (Instant, Arc<Secret>)>>,
+}
+
+impl SecretCache {
+    async fn get(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<Secret>, BrokerError> {
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some((read_at, secret)) = lock(&self.entries).get(&key)
+            && read_at.elapsed() < SECRET_TTL
+        {
+            return Ok(Arc::clone(secret));
+        }
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        // Errors are not kept: a Secret created a moment later is seen at once.
+        let secret = read_secret(&secrets, name).await?;
+        let secret = Arc::new(Secret {
+            data: secret.data,
+            string_data: secret.string_data,
+            ..Secret::default()
+        });
+        lock(&self.entries).insert(key, (Instant::now(), Arc::clone(&secret)));
+        Ok(secret)
+    }
+
+    /// Drops the Secrets `queue` reads, so the next reconciliation reads them again.
+    pub fn forget(&self, queue: &TaskQueue, namespace: &str) {
+        let Some(broker) = &queue.spec.broker else {
+            return;
+        };
+        let names = [
+            broker.credentials_secret_ref.as_ref().map(|r| &r.name),
+            broker.ca_secret_ref.as_ref().map(|r| &r.name),
+        ];
+        let mut entries = lock(&self.entries);
+        for name in names.into_iter().flatten() {
+            entries.remove(&(namespace.to_owned(), name.clone()));
+        }
+    }
+
+    /// Drops Secrets not read within the TTL (the janitor calls this).
+    pub fn expire(&self) {
+        lock(&self.entries).retain(|_, (read_at, _)| read_at.elapsed() < SECRET_TTL);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The endpoint `queue` reads, with credentials resolved from its Secrets.
 pub async fn endpoint_for(
     client: &Client,
+    secrets: &SecretCache,
     defaults: &BrokerDefaults,
     queue: &TaskQueue,
     namespace: &str,
@@ -30,11 +100,10 @@ pub async fn endpoint_for(
         .unwrap_or_else(|| defaults.management_url.clone())
         .trim_end_matches('/')
         .to_owned();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let (username, password) = match &broker.credentials_secret_ref {
         None => (defaults.username.clone(), defaults.password.clone()),
         Some(reference) => {
-            let secret = read_secret(&secrets, &reference.name).await?;
+            let secret = secrets.get(client, namespace, &reference.name).await?;
             let username = secret_key(&secret, &reference.name, "username")?;
             let password = secret_key(&secret, &reference.name, "password")?;
             (username, Password::new(password))
@@ -43,7 +112,7 @@ pub async fn endpoint_for(
     let ca_pem = match &broker.ca_secret_ref {
         None => None,
         Some(reference) => {
-            let secret = read_secret(&secrets, &reference.name).await?;
+            let secret = secrets.get(client, namespace, &reference.name).await?;
             Some(secret_key(&secret, &reference.name, &reference.key)?.into_bytes())
         }
     };

@@ -15,9 +15,10 @@ use serde_json::json;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
+use crate::broker::BrokerError;
 use crate::broker::poller::{BrokerPoller, Watch};
 use crate::crd::{TaskQueue, TaskQueueStatus};
-use crate::credentials::{BrokerDefaults, endpoint_for};
+use crate::credentials::{BrokerDefaults, SecretCache, endpoint_for};
 use crate::decision::{Decision, History, Observation, QueueReading, ScalingPolicy, decide};
 use crate::events::Events;
 use crate::metrics::{Metrics, QueueLabels};
@@ -33,6 +34,7 @@ pub struct Context {
     pub poller: BrokerPoller,
     pub metrics: Arc<Metrics>,
     pub defaults: BrokerDefaults,
+    pub secrets: SecretCache,
     pub targets: Targets,
     pub histories: Mutex<HashMap<ObjectRef<TaskQueue>, History>>,
     /// When each TaskQueue's status was last written.
@@ -90,28 +92,29 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
     };
 
     // What the queue holds.
-    let reading = match endpoint_for(&ctx.client, &ctx.defaults, &queue, &namespace).await {
-        Err(problem) => Some(Err(problem)),
-        Ok(endpoint) => {
-            let watch = Watch {
-                endpoint,
-                vhost: queue.spec.vhost.clone(),
-                queue: queue.spec.queue.clone(),
-                interval,
-            };
-            ctx.poller.watch(object.clone(), watch);
-            ctx.poller.reading(&object).map(|reading| {
-                reading.result.map(|stats| QueueReading {
-                    ready: stats.ready,
-                    unacked: stats.unacked,
-                    consumers: stats.consumers.unwrap_or(0),
-                    publish_rate: stats.publish_rate,
-                    ack_rate: stats.ack_rate,
-                    age: reading.taken_at.elapsed(),
+    let reading =
+        match endpoint_for(&ctx.client, &ctx.secrets, &ctx.defaults, &queue, &namespace).await {
+            Err(problem) => Some(Err(problem)),
+            Ok(endpoint) => {
+                let watch = Watch {
+                    endpoint,
+                    vhost: queue.spec.vhost.clone(),
+                    queue: queue.spec.queue.clone(),
+                    interval,
+                };
+                ctx.poller.watch(object.clone(), watch);
+                ctx.poller.reading(&object).map(|reading| {
+                    reading.result.map(|stats| QueueReading {
+                        ready: stats.ready,
+                        unacked: stats.unacked,
+                        consumers: stats.consumers.unwrap_or(0),
+                        publish_rate: stats.publish_rate,
+                        ack_rate: stats.ack_rate,
+                        age: reading.taken_at.elapsed(),
+                    })
                 })
-            })
-        }
-    };
+            }
+        };
     let Some(reading) = reading else {
         debug!(%namespace, %name, "no reading yet");
         // No reading yet: the poller triggers this TaskQueue when the first arrives.
@@ -122,6 +125,13 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
         Err(problem) => Observation::Unreadable(problem.to_string()),
     };
     if let Err(problem) = &reading {
+        if matches!(
+            problem,
+            BrokerError::Unauthorized { .. } | BrokerError::Forbidden { .. }
+        ) {
+            // Perhaps the Secret was fixed since it was read: read it again next time.
+            ctx.secrets.forget(&queue, &namespace);
+        }
         let kind = problem.kind();
         ctx.metrics.error(kind);
         warn!(%namespace, %name, %problem, "broker unreadable; holding replicas");

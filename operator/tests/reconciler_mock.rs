@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use warren_operator::TaskQueue;
 use warren_operator::broker::Password;
 use warren_operator::broker::poller::BrokerPoller;
-use warren_operator::credentials::BrokerDefaults;
+use warren_operator::credentials::{BrokerDefaults, SecretCache};
 use warren_operator::events::Events;
 use warren_operator::metrics::Metrics;
 use warren_operator::reconciler::{Context, ReconcileError, error_policy, reconcile};
@@ -43,6 +43,7 @@ fn context() -> (Arc<Context>, Handle) {
             username: "guest".into(),
             password: Password::new("guest"),
         },
+        secrets: SecretCache::default(),
         targets: Targets::default(),
         histories: Mutex::new(HashMap::new()),
         status_writes: Mutex::new(HashMap::new()),
@@ -245,4 +246,35 @@ async fn a_failed_status_write_is_an_error_that_requeues() {
             .encode()
             .contains("warren_operator_errors_total{kind=\"StatusWriteFailed\"} 1")
     );
+}
+
+#[tokio::test]
+async fn a_secret_is_read_once_not_on_every_reconciliation() {
+    let (ctx, mut handle) = context();
+    let queue = Arc::new(taskqueue());
+    let first = tokio::spawn(reconcile(Arc::clone(&queue), Arc::clone(&ctx)));
+    let (request, send) = next(&mut handle).await;
+    assert_eq!(
+        (request.method().as_str(), request.uri().path()),
+        ("GET", "/api/v1/namespaces/ns/secrets/creds")
+    );
+    send.send_response(respond(
+        StatusCode::OK,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "ns"},
+               "data": {"username": "Z3Vlc3Q=", "password": "Z3Vlc3Q="}}),
+    ));
+    // No reading yet: the reconciliation waits for the poller, asking nothing more.
+    first
+        .await
+        .expect("task")
+        .expect("first reconcile waits for a reading");
+    let second = tokio::spawn(reconcile(Arc::clone(&queue), Arc::clone(&ctx)));
+    let more = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+    if let Ok(Some((request, _))) = more {
+        panic!("the second reconciliation asked again: {}", request.uri());
+    }
+    second
+        .await
+        .expect("task")
+        .expect("second reconcile waits for a reading");
 }
