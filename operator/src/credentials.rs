@@ -28,10 +28,13 @@ pub struct BrokerDefaults {
 /// How long a Secret read is reused before it is read again.
 pub const SECRET_TTL: Duration = Duration::from_secs(60);
 
-/// Secrets read recently, by namespace and name; values only, no metadata.
+/// A Secret's namespace and name.
+type SecretKey = (String, String);
+
+/// Secrets read recently, with when they were read; values only, no metadata.
 #[derive(Default)]
 pub struct SecretCache {
-    entries: Mutex<HashMap<(String, String), (Instant, Arc<Secret>)>>,
+    entries: Mutex<HashMap<SecretKey, (Instant, Arc<Secret>)>>,
 }
 
 impl SecretCache {
