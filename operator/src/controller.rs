@@ -22,6 +22,7 @@ use crate::broker::poller::BrokerPoller;
 use crate::crd::TaskQueue;
 use crate::credentials::{BrokerDefaults, SecretCache};
 use crate::events::Events;
+use crate::lock::lock;
 use crate::metrics::Metrics;
 use crate::reconciler::{Context, error_policy, reconcile};
 use crate::target::Targets;
@@ -115,17 +116,11 @@ pub async fn run(
                     .iter()
                     .map(|q| ObjectRef::from_obj(&**q))
                     .collect();
-                let mut histories = ctx
-                    .histories
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut histories = lock(&ctx.histories);
                 histories.retain(|object, _| live.contains(object));
                 drop(histories);
                 ctx.secrets.expire();
-                ctx.status_writes
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .retain(|object, _| live.contains(object));
+                lock(&ctx.status_writes).retain(|object, _| live.contains(object));
                 for object in ctx.poller.watched() {
                     if !live.contains(&object) {
                         debug!(%object, "TaskQueue deleted; no longer polled");

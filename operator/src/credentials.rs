@@ -16,6 +16,7 @@ use kube::api::Api;
 
 use crate::broker::{BrokerError, Endpoint, Password};
 use crate::crd::TaskQueue;
+use crate::lock::lock;
 
 /// The operator's own broker settings, from its flags and environment.
 #[derive(Clone)]
@@ -81,12 +82,6 @@ impl SecretCache {
     pub fn expire(&self) {
         lock(&self.entries).retain(|_, (read_at, _)| read_at.elapsed() < SECRET_TTL);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The endpoint `queue` reads, with credentials resolved from its Secrets.

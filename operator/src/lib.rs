@@ -15,6 +15,7 @@ pub mod events;
 pub mod http;
 pub mod interval;
 pub mod leader;
+mod lock;
 pub mod metrics;
 pub mod reconciler;
 pub mod status;

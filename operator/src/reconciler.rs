@@ -21,6 +21,7 @@ use crate::crd::{TaskQueue, TaskQueueStatus};
 use crate::credentials::{BrokerDefaults, SecretCache, endpoint_for};
 use crate::decision::{Decision, History, Observation, QueueReading, ScalingPolicy, decide};
 use crate::events::Events;
+use crate::lock::lock;
 use crate::metrics::{Metrics, QueueLabels};
 use crate::status::{Seen, build};
 use crate::target::{TargetError, Targets};
@@ -252,12 +253,6 @@ fn status_due(
         .get(object)
         .is_none_or(|at| at.elapsed() >= STATUS_HEARTBEAT);
     changed || stale
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub fn error_policy(queue: Arc<TaskQueue>, error: &ReconcileError, ctx: Arc<Context>) -> Action {

@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 use super::management::{ListMode, ManagementClient};
 use super::{BrokerError, Endpoint, QueueStats};
 use crate::crd::TaskQueue;
+use crate::lock::lock;
 use crate::metrics::Metrics;
 
 /// What one TaskQueue wants read.
@@ -269,13 +270,6 @@ fn merge(
         result: Ok(result),
         taken_at: now,
     }
-}
-
-/// The index is plain data; a panic elsewhere while it was held leaves it usable.
-fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use kube::{Client, Resource};
 use serde::Deserialize;
 
 use super::ScaleReading;
+use crate::lock::lock;
 
 /// How long the count the operator itself wrote wins over a cache that has not
 /// seen that write yet; the watch usually catches up in milliseconds.
@@ -190,12 +191,6 @@ impl DeploymentCache {
             },
         );
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use serde_json::json;
 use thiserror::Error;
 
 use crate::crd::ScaleTargetRef;
+use crate::lock::lock;
 use deployments::{Cached, DeploymentCache};
 
 #[derive(Debug, Error)]
@@ -162,12 +163,7 @@ impl Targets {
         target: &ScaleTargetRef,
     ) -> Result<Api<DynamicObject>, TargetError> {
         let key = (target.api_version.clone(), target.kind.clone());
-        let cached = self
-            .resolved
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-            .cloned();
+        let cached = lock(&self.resolved).get(&key).cloned();
         let resource = match cached {
             Some(resource) => resource,
             None => {
@@ -188,10 +184,7 @@ impl Targets {
                         kind: target.kind.clone(),
                     });
                 }
-                self.resolved
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(key, resource.clone());
+                lock(&self.resolved).insert(key, resource.clone());
                 resource
             }
         };
