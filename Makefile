@@ -17,20 +17,36 @@ test: rabbitmq-up lint crds-check tools ## Run every test (starts RabbitMQ and t
 	@set -e; trap 'bash deploy/local/cluster.sh down' EXIT; \
 	bash deploy/local/cluster.sh up; \
 	KUBECONFIG=$(CURDIR)/.local/kubeconfig $(CARGO) test --workspace --all-targets --locked; \
-	bash deploy/local/test-cluster.sh
+	bash deploy/local/test-cluster.sh; \
+	bash deploy/local/test-chart.sh
 
 .PHONY: test-rust
 test-rust: rabbitmq-up ## Rust tests only (the operator's cluster tests need `make cluster-up`)
 	KUBECONFIG=$(CURDIR)/.local/kubeconfig $(CARGO) test --workspace --all-targets --locked
 
+.PHONY: test-cluster
+test-cluster: tools ## The local cluster's own checks (recreates the cluster and leaves it up)
+	bash deploy/local/test-cluster.sh
+
+.PHONY: test-chart
+test-chart: rabbitmq-up tools ## Helm chart checks: render rules, install, RBAC as the chart's ServiceAccount (needs `make cluster-up`)
+	$(CARGO) build --locked -p warren-operator
+	bash deploy/local/test-chart.sh
+
 .PHONY: crds
-crds: ## Regenerate deploy/crd/taskqueue.yaml from the Rust types
+CRD_FILES := deploy/crd/taskqueue.yaml charts/warren/crds/taskqueue.yaml
+
+.PHONY: crds
+crds: ## Regenerate the CRD (deploy/crd/ and the chart's crds/) from the Rust types
 	$(CARGO) run --quiet --locked -p warren-operator -- crd > deploy/crd/taskqueue.yaml
+	cp deploy/crd/taskqueue.yaml charts/warren/crds/taskqueue.yaml
 
 .PHONY: crds-check
-crds-check: ## Fail when deploy/crd/taskqueue.yaml differs from the Rust types
-	@$(CARGO) run --quiet --locked -p warren-operator -- crd | diff -u deploy/crd/taskqueue.yaml - \
-	  || { echo "deploy/crd/taskqueue.yaml is stale: run make crds" >&2; exit 1; }
+crds-check: ## Fail when a committed CRD file differs from the Rust types
+	@mkdir -p .local; $(CARGO) run --quiet --locked -p warren-operator -- crd > .local/crd.yaml; \
+	for f in $(CRD_FILES); do \
+	  diff -u $$f .local/crd.yaml || { echo "$$f is stale: run make crds" >&2; exit 1; }; \
+	done
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy -D warnings

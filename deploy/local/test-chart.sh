@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Checks of the Helm chart (charts/warren) against the local cluster and RabbitMQ:
+# lint and render rules, `helm install` (kwok runs the pod), and whether the
+# chart's RBAC is exactly enough: the operator binary runs here under the chart's
+# ServiceAccount (impersonated) and must scale a Deployment from a TaskQueue whose
+# credentials come from a Secret, with no request forbidden.
+# Expects the cluster up and target/debug/warren-operator built (`make test` does
+# both). Prints one line per check and "N passed, N failed"; exits non-zero on a failure.
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=env.sh
+. "$HERE/env.sh"
+
+CHART="$WARREN_ROOT/charts/warren"
+OPERATOR="${WARREN_OPERATOR_BIN:-$WARREN_ROOT/target/debug/warren-operator}"
+MGMT="${WARREN_MANAGEMENT_URL:-http://127.0.0.1:15672}"
+RELEASE_NS="warren-system"
+NS="warren-chart-e2e"
+QUEUE="chart_e2e_$$"
+TIMEOUT="${WARREN_TEST_TIMEOUT:-90}"
+PASSED=0
+FAILED=0
+TMP="$(mktemp -d)"
+OPERATOR_PID=""
+
+k() { kubectl --kubeconfig="$WARREN_KUBECONFIG" --request-timeout=20s "$@"; }
+pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
+check() { # description command...
+  local what="$1"; shift
+  if "$@" >"$TMP/check.log" 2>&1; then pass "$what"; else fail "$what"; sed 's/^/    /' "$TMP/check.log" | head -20; fi
+}
+poll() { # command...: retry until it succeeds or TIMEOUT seconds pass
+  local start=$SECONDS
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS - start >= TIMEOUT)) && return 1
+    sleep 1
+  done
+}
+mgmt() { curl -fsS -u guest:guest -H 'content-type: application/json' "$@"; }
+
+cleanup() {
+  [[ -n "$OPERATOR_PID" ]] && kill "$OPERATOR_PID" 2>/dev/null
+  helm --kubeconfig="$WARREN_KUBECONFIG" uninstall warren -n "$RELEASE_NS" >/dev/null 2>&1
+  k delete namespace "$NS" "$RELEASE_NS" --wait=false >/dev/null 2>&1
+  curl -fsS -u guest:guest -X DELETE "$MGMT/api/queues/%2f/$QUEUE" >/dev/null 2>&1
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+echo "== chart tests (helm $HELM_VERSION)"
+[[ -x "$OPERATOR" ]] || { echo "no operator binary at $OPERATOR: cargo build -p warren-operator" >&2; exit 1; }
+
+# ---- rendering ---------------------------------------------------------------
+check "helm lint --strict" helm lint --strict "$CHART"
+render() { helm template warren "$CHART" -n "$RELEASE_NS" "$@"; }
+check "default install watches all namespaces (ClusterRole)" \
+  bash -c "$(declare -f render); CHART='$CHART' RELEASE_NS='$RELEASE_NS' render | grep -q '^kind: ClusterRole$'"
+check "watchNamespace gives a Role in that namespace and --namespace" \
+  bash -c "$(declare -f render); out=\$(CHART='$CHART' RELEASE_NS='$RELEASE_NS' render --set watchNamespace=apps); \
+    grep -q -- '--namespace=apps' <<<\"\$out\" && ! grep -q '^kind: ClusterRole' <<<\"\$out\""
+rejects() { # expected-message helm-args...: rendering must fail naming the problem
+  local expected="$1"; shift
+  local out
+  if out=$(render "$@" 2>&1); then echo "rendered: $*"; return 1; fi
+  grep -q -- "$expected" <<<"$out" || { echo "$out"; return 1; }
+}
+check "rejects 2 replicas without leader election" rejects "needs leaderElection.enabled=true" --set replicaCount=2 --set leaderElection.enabled=false
+check "rejects a management URL without http(s)://" rejects "/broker/managementUrl" --set broker.managementUrl=rabbitmq:15672
+check "rejects an unknown log format" rejects "/logFormat" --set logFormat=xml
+check "existingSecret: no Secret rendered, the pod reads the named one" \
+  bash -c "$(declare -f render); out=\$(CHART='$CHART' RELEASE_NS='$RELEASE_NS' render --set broker.existingSecret=mine); \
+    ! grep -q '^kind: Secret' <<<\"\$out\" && grep -q 'name: mine' <<<\"\$out\""
+
+# ---- install -----------------------------------------------------------------
+# A previous run's namespaces may still be terminating.
+k delete namespace "$NS" "$RELEASE_NS" --ignore-not-found --wait --timeout=60s >/dev/null 2>&1
+check "helm install (CRD from crds/, operator Deployment available)" \
+  helm --kubeconfig="$WARREN_KUBECONFIG" install warren "$CHART" -n "$RELEASE_NS" --create-namespace \
+    --set broker.managementUrl="$MGMT" --wait --timeout "${TIMEOUT}s"
+check "TaskQueue CRD established" k wait --for=condition=Established crd/taskqueues.warren.dev --timeout=30s
+
+# ---- the chart's RBAC is enough, and no more ----------------------------------
+SA="system:serviceaccount:$RELEASE_NS:warren"
+can() { [[ "$(k auth can-i --as="$SA" "$@" 2>/dev/null)" == yes ]]; }
+cannot() { [[ "$(k auth can-i --as="$SA" "$@" 2>/dev/null)" == no ]]; }
+check "ServiceAccount can patch deployments/scale and list deployments" \
+  bash -c "$(declare -f k can); SA='$SA' WARREN_KUBECONFIG='$WARREN_KUBECONFIG'; can patch deployments.apps --subresource=scale -A && can watch deployments.apps -A"
+check "ServiceAccount cannot delete deployments, list secrets or update TaskQueue specs" \
+  bash -c "$(declare -f k can cannot); SA='$SA' WARREN_KUBECONFIG='$WARREN_KUBECONFIG'; \
+    cannot delete deployments.apps -A && cannot list secrets -A && cannot update taskqueues.warren.dev -A"
+
+# A kubeconfig that acts as the chart's ServiceAccount (as a token would).
+k config view --raw --minify -o json | python3 -c '
+import json, sys
+config = json.load(sys.stdin)
+for user in config["users"]:
+    user["user"]["as"] = sys.argv[1]
+    user["user"]["as-groups"] = ["system:serviceaccounts", "system:serviceaccounts:" + sys.argv[2], "system:authenticated"]
+json.dump(config, sys.stdout)
+' "$SA" "$RELEASE_NS" >"$TMP/as-operator.kubeconfig"
+
+k create namespace "$NS" >/dev/null
+k -n "$NS" create deployment worker-a --image=warren-worker:e2e --replicas=1 >/dev/null
+k -n "$NS" create secret generic rabbit-creds --from-literal=username=guest --from-literal=password=guest >/dev/null
+mgmt -X PUT "$MGMT/api/queues/%2f/$QUEUE" -d '{"durable": true}' >/dev/null
+for _ in $(seq 30); do
+  mgmt -X POST "$MGMT/api/exchanges/%2f/amq.default/publish" \
+    -d "{\"properties\": {}, \"routing_key\": \"$QUEUE\", \"payload\": \"x\", \"payload_encoding\": \"string\"}" >/dev/null
+done
+cat <<YAML | k -n "$NS" apply -f - >/dev/null
+apiVersion: warren.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: queue-a}
+spec:
+  queue: $QUEUE
+  broker:
+    managementUrl: $MGMT
+    credentialsSecretRef: {name: rabbit-creds}
+  scaleTargetRef: {name: worker-a}
+  minReplicas: 1
+  maxReplicas: 10
+  targetBacklogPerReplica: 10
+  pollInterval: 1s
+YAML
+
+PORT=$((20000 + RANDOM % 20000))
+KUBECONFIG="$TMP/as-operator.kubeconfig" POD_NAMESPACE="$RELEASE_NS" RUST_LOG=info \
+  "$OPERATOR" run --metrics-addr "127.0.0.1:$PORT" --management-url "$MGMT" \
+  --leader-election --lease-name warren-chart-e2e --lease-duration 5s >"$TMP/operator.log" 2>&1 &
+OPERATOR_PID=$!
+
+replicas_are() { [[ "$(k -n "$NS" get deployment worker-a -o jsonpath='{.spec.replicas}')" == "$1" ]]; }
+check "as the chart's ServiceAccount: 30 messages scale worker-a 1 -> 3" poll replicas_are 3
+check "status written (desiredReplicas 3) and a Scaled Event" bash -c "
+  [[ \$(kubectl --kubeconfig='$WARREN_KUBECONFIG' -n '$NS' get tq queue-a -o jsonpath='{.status.desiredReplicas}') == 3 ]] &&
+  kubectl --kubeconfig='$WARREN_KUBECONFIG' -n '$NS' get events.events.k8s.io -o jsonpath='{.items[*].reason}' | grep -qw Scaled"
+check "replica counts from the Deployment watch cache (list/watch allowed)" bash -c \
+  "curl -fsS http://127.0.0.1:$PORT/metrics | grep -Eq '^warren_operator_target_reads_total\{source=\"cache\"\} [1-9]'"
+check "the leader's Lease in $RELEASE_NS" k -n "$RELEASE_NS" get lease warren-chart-e2e
+check "no request forbidden in the operator's log" bash -c "! grep -i forbidden '$TMP/operator.log'"
+if ((FAILED > 0)); then echo "--- operator log (tail)"; tail -20 "$TMP/operator.log"; fi
+
+check "helm uninstall removes the operator, keeps the CRD and TaskQueues" bash -c "
+  helm --kubeconfig='$WARREN_KUBECONFIG' uninstall warren -n '$RELEASE_NS' --wait >/dev/null &&
+  ! kubectl --kubeconfig='$WARREN_KUBECONFIG' -n '$RELEASE_NS' get deployment warren 2>/dev/null &&
+  kubectl --kubeconfig='$WARREN_KUBECONFIG' -n '$NS' get tq queue-a >/dev/null"
+
+echo "$PASSED passed, $FAILED failed"
+((FAILED == 0))
