@@ -1,5 +1,5 @@
 # warren: two commands on a fresh machine.
-#   make demo   the seed's scenario on warren: queues, workers, the load-test table
+#   make demo   the seed's scenario on warren, then the operator scaling workers on a local cluster
 #   make test   everything, against a real RabbitMQ and a real kube-apiserver
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -58,8 +58,9 @@ build: ## Release binaries in target/release
 	$(CARGO) build --release --workspace --locked
 
 .PHONY: demo
-demo: rabbitmq-up build ## The seed's load test on warren: 1 then 3 workers per queue
+demo: rabbitmq-up build tools ## The seed's load test on warren (1 then 3 workers per queue), then the operator scaling workers on the local cluster
 	bash deploy/local/demo-task-flow.sh
+	bash deploy/local/demo-autoscale.sh
 
 .PHONY: bench
 bench: rabbitmq-up build bench-operator ## Benchmarks (operator reaction, task flow next to Celery); writes docs/benchmarks.md
