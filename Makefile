@@ -33,7 +33,6 @@ test-chart: rabbitmq-up tools ## Helm chart checks: render rules, install, RBAC 
 	$(CARGO) build --locked -p warren-operator
 	bash deploy/local/test-chart.sh
 
-.PHONY: crds
 CRD_FILES := deploy/crd/taskqueue.yaml charts/warren/crds/taskqueue.yaml
 
 .PHONY: crds

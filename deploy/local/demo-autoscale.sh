@@ -32,7 +32,7 @@ declare -A workers=() # pod name -> worker pid
 operator_pid=""
 cleanup() {
   for pid in "${workers[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  [[ -n "$operator_pid" ]] && kill "$operator_pid" 2>/dev/null
+  [[ -n "$operator_pid" ]] && { kill "$operator_pid" 2>/dev/null || true; }
   wait 2>/dev/null || true
   k delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
   if $started_cluster; then bash "$HERE/cluster.sh" down >/dev/null 2>&1 || true; fi

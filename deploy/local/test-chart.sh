@@ -87,9 +87,10 @@ can() { [[ "$(k auth can-i --as="$SA" "$@" 2>/dev/null)" == yes ]]; }
 cannot() { [[ "$(k auth can-i --as="$SA" "$@" 2>/dev/null)" == no ]]; }
 check "ServiceAccount can patch deployments/scale and list deployments" \
   bash -c "$(declare -f k can); SA='$SA' WARREN_KUBECONFIG='$WARREN_KUBECONFIG'; can patch deployments.apps --subresource=scale -A && can watch deployments.apps -A"
-check "ServiceAccount cannot delete deployments, list secrets or update TaskQueue specs" \
+check "ServiceAccount cannot delete deployments, list secrets, update TaskQueues or PUT status/scale" \
   bash -c "$(declare -f k can cannot); SA='$SA' WARREN_KUBECONFIG='$WARREN_KUBECONFIG'; \
-    cannot delete deployments.apps -A && cannot list secrets -A && cannot update taskqueues.warren.dev -A"
+    cannot delete deployments.apps -A && cannot list secrets -A && cannot update taskqueues.warren.dev -A && \
+    cannot update taskqueues.warren.dev --subresource=status -A && cannot update deployments.apps --subresource=scale -A"
 
 # A kubeconfig that acts as the chart's ServiceAccount (as a token would).
 k config view --raw --minify -o json | python3 -c '

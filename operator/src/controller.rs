@@ -28,21 +28,20 @@ use crate::reconciler::{Context, error_policy, reconcile};
 use crate::target::Targets;
 use crate::target::deployments::DeploymentCache;
 
-/// Reconciliations in flight at once. A reconcile reads from memory and writes
-/// only on change, so a few keep up with a thousand TaskQueues per interval, and
-/// the bound caps memory when every TaskQueue is triggered at once.
-///
-/// The bound must stay above demand: kube-runtime's scheduler hands out waiting
-/// objects in hash order (`pending.iter().find(..)`), not first-in first-out, so
-/// when reconciles are slower than triggers arrive the same objects win every
-/// time and others starve (seen with 16 while each reconcile GET `/scale`).
-const RECONCILE_CONCURRENCY: u16 = 16;
-
 pub struct Settings {
     /// Watch one namespace, or all when `None`.
     pub namespace: Option<String>,
     pub defaults: BrokerDefaults,
     pub poll_timeout: Duration,
+    /// Reconciliations in flight at once (16 by default). A reconcile reads from
+    /// memory and writes only on change, so a few keep up with a thousand
+    /// TaskQueues per interval, and the bound caps memory when all are triggered
+    /// at once. It must stay above demand: kube-runtime's scheduler hands out
+    /// waiting objects in hash order (`pending.iter().find(..)`), not first-in
+    /// first-out, so when reconciles are slower than triggers arrive the same
+    /// objects win every time and others starve (seen with 16 while every
+    /// reconcile GET `/scale`).
+    pub reconcile_concurrency: u16,
     /// Reported as the Events' reporting instance (the pod name).
     pub instance: String,
 }
@@ -64,7 +63,7 @@ pub async fn run(
     let deployment_watch = tokio::spawn(deployment_events.for_each(|event| {
         if let Err(error) = event {
             // Until it lists, Deployments are read through /scale instead.
-            warn!(%error, "cannot watch Deployments; retrying (until they are listed, /scale is read)");
+            warn!(%error, "cannot watch Deployments; retrying (meanwhile /scale is read)");
         }
         futures::future::ready(())
     }));
@@ -99,7 +98,7 @@ pub async fn run(
         rx.recv().await.map(|object| (object, rx))
     });
     let controller = Controller::for_stream(changes, store.clone())
-        .with_config(ControllerConfig::default().concurrency(RECONCILE_CONCURRENCY))
+        .with_config(ControllerConfig::default().concurrency(settings.reconcile_concurrency))
         .reconcile_on(readings);
     let janitor = {
         let ctx = Arc::clone(&ctx);

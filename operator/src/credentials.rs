@@ -4,7 +4,7 @@
 //!
 //! Secrets are kept for [`SECRET_TTL`], so that TaskQueues reconciled on every poll
 //! do not GET their Secret each time; a Secret the broker rejected is read again at
-//! the next reconciliation, so fixing a password takes effect within one poll.
+//! the next reconciliation, so a fixed password takes effect within two polls.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -63,8 +63,9 @@ impl SecretCache {
         Ok(secret)
     }
 
-    /// Drops the Secrets `queue` reads, so the next reconciliation reads them again.
-    pub fn forget(&self, queue: &TaskQueue, namespace: &str) {
+    /// Drops the Secrets `queue` reads if they were read before `rejected_at` (when
+    /// the broker rejected them), so the next reconciliation reads them again.
+    pub fn forget_read_before(&self, queue: &TaskQueue, namespace: &str, rejected_at: Instant) {
         let Some(broker) = &queue.spec.broker else {
             return;
         };
@@ -74,7 +75,13 @@ impl SecretCache {
         ];
         let mut entries = lock(&self.entries);
         for name in names.into_iter().flatten() {
-            entries.remove(&(namespace.to_owned(), name.clone()));
+            let key = (namespace.to_owned(), name.clone());
+            if entries
+                .get(&key)
+                .is_some_and(|(read_at, _)| *read_at < rejected_at)
+            {
+                entries.remove(&key);
+            }
         }
     }
 

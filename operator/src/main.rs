@@ -74,15 +74,28 @@ struct RunArgs {
     /// Name of the Lease.
     #[arg(long, default_value = "warren-operator")]
     lease_name: String,
-    /// How long a leader's lease lasts without renewal.
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    /// How long a leader's lease lasts without renewal (at least 2s; renewed every third of it).
+    #[arg(long, default_value = "15s", value_parser = parse_lease_duration)]
     lease_duration: Duration,
+    /// Reconciliations in flight at once; raise it if reconciles are slow (say,
+    /// targets other than Deployments, read through /scale) and TaskQueues wait.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    reconcile_concurrency: u16,
     /// This instance's identity [default: $HOSTNAME, the pod name].
     #[arg(long, env = "HOSTNAME")]
     identity: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// Leases are granted in whole seconds; below two the leader could not renew in time.
+fn parse_lease_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration < Duration::from_secs(2) {
+        return Err(format!("{text} is too short: a lease lasts at least 2s"));
+    }
+    Ok(duration)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -133,6 +146,7 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
             password: Password::new(args.management_password.clone()),
         },
         poll_timeout: args.poll_timeout,
+        reconcile_concurrency: args.reconcile_concurrency,
         instance: identity.clone(),
     };
     if !args.leader_election {

@@ -92,7 +92,8 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
         now,
     };
 
-    // What the queue holds.
+    // What the queue holds, and when the poller read it.
+    let mut read_at = None;
     let reading =
         match endpoint_for(&ctx.client, &ctx.secrets, &ctx.defaults, &queue, &namespace).await {
             Err(problem) => Some(Err(problem)),
@@ -105,6 +106,7 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
                 };
                 ctx.poller.watch(object.clone(), watch);
                 ctx.poller.reading(&object).map(|reading| {
+                    read_at = Some(reading.taken_at);
                     reading.result.map(|stats| QueueReading {
                         ready: stats.ready,
                         unacked: stats.unacked,
@@ -126,12 +128,15 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
         Err(problem) => Observation::Unreadable(problem.to_string()),
     };
     if let Err(problem) = &reading {
-        if matches!(
-            problem,
-            BrokerError::Unauthorized { .. } | BrokerError::Forbidden { .. }
-        ) {
-            // Perhaps the Secret was fixed since it was read: read it again next time.
-            ctx.secrets.forget(&queue, &namespace);
+        if let Some(read_at) = read_at
+            && matches!(
+                problem,
+                BrokerError::Unauthorized { .. } | BrokerError::Forbidden { .. }
+            )
+        {
+            // Perhaps the Secret was fixed since it was read: read it again next
+            // time, once per rejected reading rather than once per reconcile.
+            ctx.secrets.forget_read_before(&queue, &namespace, read_at);
         }
         let kind = problem.kind();
         ctx.metrics.error(kind);

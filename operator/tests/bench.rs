@@ -22,6 +22,14 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 fn write_result(name: &str, value: &serde_json::Value) {
+    let mut value = value.clone();
+    value["finished"] = json!(
+        Timestamp::now()
+            .round(k8s_openapi::jiff::Unit::Second)
+            .expect("round")
+            .to_string()
+    );
+    let value = &value;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/bench-results");
     std::fs::create_dir_all(&dir).expect("results dir");
     std::fs::write(
@@ -173,7 +181,10 @@ async fn thousand_taskqueues() {
     tokio::time::sleep(Duration::from_secs(15)).await;
     let after = operator.metrics().await;
     let per_interval = |name: &str| (counter(&after, name) - counter(&before, name)) / 3.0;
-    let redecided = distinct_decided_per_interval(&operator.log_text(), window_start, 3);
+    let window_end = Timestamp::now();
+    // Let the decisions of a poll that began just before the end reach the log.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let gaps = decision_gaps(&operator.log_text(), window_start, window_end, count);
     let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", operator.pid()))
         .ok()
         .and_then(|s| {
@@ -192,7 +203,11 @@ async fn thousand_taskqueues() {
             "all_decided_once_in_s": first_decisions_in.as_secs_f64(),
             "management_requests_per_5s_interval": per_interval("warren_operator_management_requests_total"),
             "reconciles_per_5s_interval": per_interval("warren_operator_reconciles_total"),
-            "taskqueues_redecided_per_5s_interval": redecided,
+            "window_s": window_end.duration_since(window_start).as_secs_f64(),
+            "taskqueues_decided_in_window": gaps.decided,
+            "fewest_decisions_of_a_taskqueue_in_window": gaps.fewest,
+            "max_gap_between_decisions_s": gaps.max_gap_s,
+            "p99_gap_between_decisions_s": gaps.p99_gap_s,
             "operator_peak_rss_mib": rss_kib as f64 / 1024.0,
         }),
     );
@@ -204,18 +219,23 @@ async fn thousand_taskqueues() {
         .await;
 }
 
-/// How many distinct TaskQueues the operator logged a decision for in each of
-/// `intervals` consecutive 5 s intervals from `start` (its debug log has one
-/// "decided" line per decision), so that "every TaskQueue re-decided within one
-/// interval" is checked per object, not inferred from a counter.
-fn distinct_decided_per_interval(log: &str, start: Timestamp, intervals: usize) -> Vec<usize> {
-    let mut seen = vec![std::collections::HashSet::new(); intervals];
+/// How often each TaskQueue was re-decided in a window, from the operator's debug
+/// log (one "decided" line per decision): "every TaskQueue re-decided within one
+/// interval" checked per object, as the largest gap between its decisions.
+struct DecisionGaps {
+    /// TaskQueues with at least one decision in the window.
+    decided: usize,
+    /// Decisions in the window of the TaskQueue with the fewest (0 if any had none).
+    fewest: usize,
+    max_gap_s: f64,
+    p99_gap_s: f64,
+}
+
+fn decision_gaps(log: &str, start: Timestamp, end: Timestamp, taskqueues: usize) -> DecisionGaps {
+    let mut times: std::collections::HashMap<String, Vec<Timestamp>> = Default::default();
     for line in log.lines().filter(|l| l.contains(" decided ")) {
-        let Some(at) = line
-            .split_whitespace()
-            .next()
-            .and_then(|t| t.parse::<Timestamp>().ok())
-        else {
+        let mut fields = line.split_whitespace();
+        let Some(at) = fields.next().and_then(|t| t.parse::<Timestamp>().ok()) else {
             continue;
         };
         let Some(name) = line
@@ -224,12 +244,35 @@ fn distinct_decided_per_interval(log: &str, start: Timestamp, intervals: usize) 
         else {
             continue;
         };
-        let offset = at.duration_since(start).as_secs_f64();
-        if offset >= 0.0 && (offset / 5.0) < intervals as f64 {
-            seen[(offset / 5.0) as usize].insert(name.to_owned());
+        times.entry(name.to_owned()).or_default().push(at);
+    }
+    let mut gaps = Vec::new();
+    let mut decided = 0;
+    let mut fewest = usize::MAX;
+    for at in times.values_mut() {
+        at.sort();
+        let inside = at.iter().filter(|t| **t >= start && **t <= end).count();
+        decided += usize::from(inside > 0);
+        fewest = fewest.min(inside);
+        // Gaps between consecutive decisions that end inside the window.
+        for pair in at.windows(2).filter(|p| p[1] >= start && p[1] <= end) {
+            gaps.push(pair[1].duration_since(pair[0]).as_secs_f64());
         }
     }
-    seen.iter().map(std::collections::HashSet::len).collect()
+    if times.len() < taskqueues {
+        fewest = 0;
+    }
+    gaps.sort_by(f64::total_cmp);
+    DecisionGaps {
+        decided,
+        fewest,
+        max_gap_s: gaps.last().copied().unwrap_or(f64::INFINITY),
+        p99_gap_s: if gaps.is_empty() {
+            f64::INFINITY
+        } else {
+            percentile(&gaps, 0.99)
+        },
+    }
 }
 
 async fn create_vhost(vhost: &str) {

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,11 +93,13 @@ impl DeploymentReplicas {
     }
 }
 
-/// A count the operator wrote through `/scale`, until the cache shows it.
+/// A count the operator wrote through `/scale`, until the cache moves past the
+/// version it held when the write was made.
 #[derive(Debug, Clone)]
 struct OwnWrite {
     replicas: i32,
-    resource_version: Option<String>,
+    /// The cached resourceVersion the write superseded.
+    superseded: Option<String>,
     at: Instant,
 }
 
@@ -105,12 +108,16 @@ struct OwnWrite {
 pub struct DeploymentCache {
     store: Store<DeploymentReplicas>,
     own_writes: Arc<Mutex<HashMap<ObjectRef<DeploymentReplicas>, OwnWrite>>>,
+    /// False from a watch error until the watch delivers again: the store may be
+    /// stale then, so reads go to the API server.
+    healthy: Arc<AtomicBool>,
 }
 
 /// What the cache knows of one Deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cached {
-    /// The cache has not finished its first listing; ask the API server.
+    /// The cache has not finished its first listing, or its watch is failing;
+    /// ask the API server.
     Unsynced,
     /// Not in the cache: deleted, or created moments ago; ask the API server.
     Missing,
@@ -118,8 +125,17 @@ pub enum Cached {
 }
 
 impl DeploymentCache {
+    fn new(store: Store<DeploymentReplicas>) -> Self {
+        Self {
+            store,
+            own_writes: Arc::default(),
+            healthy: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
     /// The cache and the stream that fills it; the stream must be polled (it ends
-    /// only with the client) for the cache to become and stay current.
+    /// only with the client) for the cache to become and stay current. Its errors
+    /// are the watch's, already retried with backoff; they are for logging.
     pub fn watch(
         client: Client,
         namespace: Option<&str>,
@@ -132,38 +148,42 @@ impl DeploymentCache {
             None => Api::all(client),
         };
         let (store, writer) = reflector::store();
+        let cache = Self::new(store);
+        let healthy = Arc::clone(&cache.healthy);
         let events = watcher(api, watcher::Config::default().any_semantic())
             .default_backoff()
             .modify(DeploymentReplicas::strip)
             .reflect(writer)
-            .map(|event| event.map(|_| ()));
-        let cache = Self {
-            store,
-            own_writes: Arc::default(),
-        };
+            .map(move |event| {
+                healthy.store(event.is_ok(), Ordering::Relaxed);
+                event.map(|_| ())
+            });
         (cache, events)
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Cached {
-        if self.store.wait_until_ready().now_or_never().is_none() {
+        let synced = self.store.wait_until_ready().now_or_never().is_some();
+        if !synced || !self.healthy.load(Ordering::Relaxed) {
             return Cached::Unsynced;
         }
         let key = ObjectRef::new(name).within(namespace);
         let cached = self.store.get(&key);
         let mut own_writes = lock(&self.own_writes);
         if let Some(own) = own_writes.get(&key) {
-            let caught_up = cached
+            // Watch events arrive in order, so any version other than the one the
+            // write superseded includes the write (or a later change, or a
+            // deletion): from then on the cache is the better source.
+            let unchanged = cached
                 .as_ref()
-                .is_some_and(|d| d.metadata.resource_version == own.resource_version);
-            if caught_up || own.at.elapsed() >= OWN_WRITE_GRACE {
-                own_writes.remove(&key);
-            } else {
+                .is_some_and(|d| d.metadata.resource_version == own.superseded);
+            if unchanged && own.at.elapsed() < OWN_WRITE_GRACE {
                 let running = cached.as_ref().map_or(0, |d| d.reading().running);
                 return Cached::Found(ScaleReading {
                     desired: own.replicas,
                     running,
                 });
             }
+            own_writes.remove(&key);
         }
         match cached {
             Some(deployment) => Cached::Found(deployment.reading()),
@@ -171,22 +191,30 @@ impl DeploymentCache {
         }
     }
 
-    /// Remembers a count just written through `/scale` (whose response carries the
-    /// Deployment's new resourceVersion), so that a reconcile running before the
-    /// watch delivers that write does not act on the old count.
-    pub fn wrote(
-        &self,
-        namespace: &str,
-        name: &str,
-        replicas: i32,
-        resource_version: Option<String>,
-    ) {
+    /// The resourceVersion the cache holds for a Deployment, to pass to [`wrote`]
+    /// after scaling it.
+    ///
+    /// [`wrote`]: Self::wrote
+    pub fn resource_version(&self, namespace: &str, name: &str) -> Option<String> {
         let key = ObjectRef::new(name).within(namespace);
-        lock(&self.own_writes).insert(
+        self.store
+            .get(&key)
+            .and_then(|d| d.metadata.resource_version.clone())
+    }
+
+    /// Remembers a count just written through `/scale` over the cached version
+    /// `superseded`, so that a reconcile running before the watch delivers the
+    /// write does not act on the old count.
+    pub fn wrote(&self, namespace: &str, name: &str, replicas: i32, superseded: Option<String>) {
+        let key = ObjectRef::new(name).within(namespace);
+        let mut own_writes = lock(&self.own_writes);
+        // Entries of Deployments nobody reads any more would otherwise stay.
+        own_writes.retain(|_, own| own.at.elapsed() < OWN_WRITE_GRACE);
+        own_writes.insert(
             key,
             OwnWrite {
                 replicas,
-                resource_version,
+                superseded,
                 at: Instant::now(),
             },
         );
@@ -218,6 +246,86 @@ mod tests {
                 desired: 3,
                 running: 2
             }
+        );
+    }
+
+    fn deployment(name: &str, replicas: i32, resource_version: &str) -> DeploymentReplicas {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": resource_version},
+            "spec": {"replicas": replicas}, "status": {"replicas": replicas}
+        }))
+        .expect("deployment")
+    }
+
+    fn synced(
+        objects: &[DeploymentReplicas],
+    ) -> (
+        DeploymentCache,
+        reflector::store::Writer<DeploymentReplicas>,
+    ) {
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for object in objects {
+            writer.apply_watcher_event(&watcher::Event::InitApply(object.clone()));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        (DeploymentCache::new(store), writer)
+    }
+
+    fn desired(cached: Cached) -> Option<i32> {
+        match cached {
+            Cached::Found(reading) => Some(reading.desired),
+            Cached::Missing | Cached::Unsynced => None,
+        }
+    }
+
+    #[test]
+    fn unsynced_until_the_first_listing_and_while_the_watch_fails() {
+        let (store, mut writer) = reflector::store::<DeploymentReplicas>();
+        let cache = DeploymentCache::new(store);
+        assert_eq!(cache.get("ns", "w"), Cached::Unsynced);
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(deployment("w", 2, "1")));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        assert_eq!(desired(cache.get("ns", "w")), Some(2));
+        assert_eq!(cache.get("ns", "other"), Cached::Missing);
+        cache.healthy.store(false, Ordering::Relaxed);
+        assert_eq!(cache.get("ns", "w"), Cached::Unsynced);
+    }
+
+    #[test]
+    fn own_write_wins_only_until_the_watch_moves_on() {
+        let (cache, mut writer) = synced(&[deployment("w", 1, "10")]);
+        cache.wrote("ns", "w", 5, cache.resource_version("ns", "w"));
+        assert_eq!(
+            desired(cache.get("ns", "w")),
+            Some(5),
+            "watch not caught up yet"
+        );
+        // The write, then the Deployment controller's status update: a version
+        // other than the superseded one, so the cache is trusted again.
+        writer.apply_watcher_event(&watcher::Event::Apply(deployment("w", 5, "12")));
+        assert_eq!(desired(cache.get("ns", "w")), Some(5));
+        writer.apply_watcher_event(&watcher::Event::Apply(deployment("w", 3, "13")));
+        assert_eq!(
+            desired(cache.get("ns", "w")),
+            Some(3),
+            "someone else's scale is seen"
+        );
+    }
+
+    #[test]
+    fn own_write_does_not_hide_a_deletion_or_a_recreation() {
+        let (cache, mut writer) = synced(&[deployment("w", 1, "10")]);
+        cache.wrote("ns", "w", 5, cache.resource_version("ns", "w"));
+        writer.apply_watcher_event(&watcher::Event::Delete(deployment("w", 1, "10")));
+        assert_eq!(cache.get("ns", "w"), Cached::Missing);
+        cache.wrote("ns", "w", 5, Some("10".into()));
+        writer.apply_watcher_event(&watcher::Event::Apply(deployment("w", 1, "20")));
+        assert_eq!(
+            desired(cache.get("ns", "w")),
+            Some(1),
+            "a new Deployment of that name"
         );
     }
 

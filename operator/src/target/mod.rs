@@ -60,7 +60,7 @@ impl TargetError {
     }
 }
 
-/// Replica counts read from `/scale`.
+/// A workload's replica counts, from `/scale` or the Deployment cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScaleReading {
     /// What the workload is asked to run (`spec.replicas`).
@@ -140,18 +140,15 @@ impl Targets {
         replicas: i32,
     ) -> Result<(), TargetError> {
         let api = self.api(client, namespace, target).await?;
+        let superseded = self
+            .deployment_cache(target)
+            .and_then(|cache| cache.resource_version(namespace, &target.name));
         let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
-        let scale = api
-            .patch_scale(&target.name, &PatchParams::default(), &patch)
+        api.patch_scale(&target.name, &PatchParams::default(), &patch)
             .await
             .map_err(|e| classify(e, namespace, target))?;
         if let Some(cache) = self.deployment_cache(target) {
-            cache.wrote(
-                namespace,
-                &target.name,
-                replicas,
-                scale.metadata.resource_version,
-            );
+            cache.wrote(namespace, &target.name, replicas, superseded);
         }
         Ok(())
     }
