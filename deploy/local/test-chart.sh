@@ -148,5 +148,17 @@ check "helm uninstall removes the operator, keeps the CRD and TaskQueues" bash -
   ! kubectl --kubeconfig='$WARREN_KUBECONFIG' -n '$RELEASE_NS' get deployment warren 2>/dev/null &&
   kubectl --kubeconfig='$WARREN_KUBECONFIG' -n '$NS' get tq queue-a >/dev/null"
 
+# One namespace only: a Role there, nothing elsewhere.
+NS_SA="system:serviceaccount:$RELEASE_NS:warren-ns"
+check "watchNamespace=$NS: the ServiceAccount may scale there and nowhere else" bash -c "
+  $(declare -f k)
+  WARREN_KUBECONFIG='$WARREN_KUBECONFIG'
+  helm --kubeconfig=\"\$WARREN_KUBECONFIG\" install warren-ns '$CHART' -n '$RELEASE_NS' \
+    --set watchNamespace='$NS' --set leaderElection.enabled=false >/dev/null &&
+  [[ \$(k auth can-i --as='$NS_SA' patch deployments.apps --subresource=scale -n '$NS') == yes ]] &&
+  [[ \$(k auth can-i --as='$NS_SA' patch deployments.apps --subresource=scale -n default) == no ]] &&
+  [[ \$(k auth can-i --as='$NS_SA' list taskqueues.warren.dev -A) == no ]] &&
+  helm --kubeconfig=\"\$WARREN_KUBECONFIG\" uninstall warren-ns -n '$RELEASE_NS' >/dev/null"
+
 echo "$PASSED passed, $FAILED failed"
 ((FAILED == 0))
