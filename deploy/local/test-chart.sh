@@ -55,11 +55,14 @@ echo "== chart tests (helm $HELM_VERSION)"
 # ---- rendering ---------------------------------------------------------------
 check "helm lint --strict" helm lint --strict "$CHART"
 render() { helm template warren "$CHART" -n "$RELEASE_NS" "$@"; }
-check "default install watches all namespaces (ClusterRole)" \
-  bash -c "$(declare -f render); CHART='$CHART' RELEASE_NS='$RELEASE_NS' render | grep -q '^kind: ClusterRole$'"
-check "watchNamespace gives a Role in that namespace and --namespace" \
-  bash -c "$(declare -f render); out=\$(CHART='$CHART' RELEASE_NS='$RELEASE_NS' render --set watchNamespace=apps); \
-    grep -q -- '--namespace=apps' <<<\"\$out\" && ! grep -q '^kind: ClusterRole' <<<\"\$out\""
+cluster_wide() { render | grep -q '^kind: ClusterRole$'; }
+one_namespace() {
+  local out
+  out=$(render --set watchNamespace=apps)
+  grep -q -- '--namespace=apps' <<<"$out" && ! grep -q '^kind: ClusterRole' <<<"$out"
+}
+check "default install watches all namespaces (ClusterRole)" cluster_wide
+check "watchNamespace gives a Role in that namespace and --namespace" one_namespace
 rejects() { # expected-message helm-args...: rendering must fail naming the problem
   local expected="$1"; shift
   local out
@@ -69,9 +72,12 @@ rejects() { # expected-message helm-args...: rendering must fail naming the prob
 check "rejects 2 replicas without leader election" rejects "needs leaderElection.enabled=true" --set replicaCount=2 --set leaderElection.enabled=false
 check "rejects a management URL without http(s)://" rejects "/broker/managementUrl" --set broker.managementUrl=rabbitmq:15672
 check "rejects an unknown log format" rejects "/logFormat" --set logFormat=xml
-check "existingSecret: no Secret rendered, the pod reads the named one" \
-  bash -c "$(declare -f render); out=\$(CHART='$CHART' RELEASE_NS='$RELEASE_NS' render --set broker.existingSecret=mine); \
-    ! grep -q '^kind: Secret' <<<\"\$out\" && grep -q 'name: mine' <<<\"\$out\""
+existing_secret() {
+  local out
+  out=$(render --set broker.existingSecret=mine)
+  ! grep -q '^kind: Secret' <<<"$out" && grep -q 'name: mine' <<<"$out"
+}
+check "existingSecret: no Secret rendered, the pod reads the named one" existing_secret
 
 # ---- install -----------------------------------------------------------------
 # A previous run's namespaces may still be terminating.
@@ -85,12 +91,13 @@ check "TaskQueue CRD established" k wait --for=condition=Established crd/taskque
 SA="system:serviceaccount:$RELEASE_NS:warren"
 can() { [[ "$(k auth can-i --as="$SA" "$@" 2>/dev/null)" == yes ]]; }
 cannot() { [[ "$(k auth can-i --as="$SA" "$@" 2>/dev/null)" == no ]]; }
-check "ServiceAccount can patch deployments/scale and list deployments" \
-  bash -c "$(declare -f k can); SA='$SA' WARREN_KUBECONFIG='$WARREN_KUBECONFIG'; can patch deployments.apps --subresource=scale -A && can watch deployments.apps -A"
-check "ServiceAccount cannot delete deployments, list secrets, update TaskQueues or PUT status/scale" \
-  bash -c "$(declare -f k can cannot); SA='$SA' WARREN_KUBECONFIG='$WARREN_KUBECONFIG'; \
-    cannot delete deployments.apps -A && cannot list secrets -A && cannot update taskqueues.warren.dev -A && \
-    cannot update taskqueues.warren.dev --subresource=status -A && cannot update deployments.apps --subresource=scale -A"
+allowed() { can patch deployments.apps --subresource=scale -A && can watch deployments.apps -A; }
+denied() {
+  cannot delete deployments.apps -A && cannot list secrets -A && cannot update taskqueues.warren.dev -A &&
+    cannot update taskqueues.warren.dev --subresource=status -A && cannot update deployments.apps --subresource=scale -A
+}
+check "ServiceAccount can patch deployments/scale and list deployments" allowed
+check "ServiceAccount cannot delete deployments, list secrets, update TaskQueues or PUT status/scale" denied
 
 # A kubeconfig that acts as the chart's ServiceAccount (as a token would).
 k config view --raw --minify -o json | python3 -c '
@@ -134,31 +141,38 @@ OPERATOR_PID=$!
 
 replicas_are() { [[ "$(k -n "$NS" get deployment worker-a -o jsonpath='{.spec.replicas}')" == "$1" ]]; }
 check "as the chart's ServiceAccount: 30 messages scale worker-a 1 -> 3" poll replicas_are 3
-check "status written (desiredReplicas 3) and a Scaled Event" bash -c "
-  [[ \$(kubectl --kubeconfig='$WARREN_KUBECONFIG' -n '$NS' get tq queue-a -o jsonpath='{.status.desiredReplicas}') == 3 ]] &&
-  kubectl --kubeconfig='$WARREN_KUBECONFIG' -n '$NS' get events.events.k8s.io -o jsonpath='{.items[*].reason}' | grep -qw Scaled"
-check "replica counts from the Deployment watch cache (list/watch allowed)" bash -c \
-  "curl -fsS http://127.0.0.1:$PORT/metrics | grep -Eq '^warren_operator_target_reads_total\{source=\"cache\"\} [1-9]'"
+status_and_event() {
+  [[ $(k -n "$NS" get tq queue-a -o jsonpath='{.status.desiredReplicas}') == 3 ]] &&
+    k -n "$NS" get events.events.k8s.io -o jsonpath='{.items[*].reason}' | grep -qw Scaled
+}
+cache_reads() {
+  curl -fsS "http://127.0.0.1:$PORT/metrics" | grep -Eq '^warren_operator_target_reads_total\{source="cache"\} [1-9]'
+}
+nothing_forbidden() { ! grep -i forbidden "$TMP/operator.log"; }
+check "status written (desiredReplicas 3) and a Scaled Event" status_and_event
+check "replica counts from the Deployment watch cache (list/watch allowed)" cache_reads
 check "the leader's Lease in $RELEASE_NS" k -n "$RELEASE_NS" get lease warren-chart-e2e
-check "no request forbidden in the operator's log" bash -c "! grep -i forbidden '$TMP/operator.log'"
+check "no request forbidden in the operator's log" nothing_forbidden
 if ((FAILED > 0)); then echo "--- operator log (tail)"; tail -20 "$TMP/operator.log"; fi
 
-check "helm uninstall removes the operator, keeps the CRD and TaskQueues" bash -c "
-  helm --kubeconfig='$WARREN_KUBECONFIG' uninstall warren -n '$RELEASE_NS' --wait >/dev/null &&
-  ! kubectl --kubeconfig='$WARREN_KUBECONFIG' -n '$RELEASE_NS' get deployment warren 2>/dev/null &&
-  kubectl --kubeconfig='$WARREN_KUBECONFIG' -n '$NS' get tq queue-a >/dev/null"
+uninstalled() {
+  helm --kubeconfig="$WARREN_KUBECONFIG" uninstall warren -n "$RELEASE_NS" --wait >/dev/null &&
+    ! k -n "$RELEASE_NS" get deployment warren 2>/dev/null &&
+    k -n "$NS" get tq queue-a >/dev/null
+}
+check "helm uninstall removes the operator, keeps the CRD and TaskQueues" uninstalled
 
 # One namespace only: a Role there, nothing elsewhere.
-NS_SA="system:serviceaccount:$RELEASE_NS:warren-ns"
-check "watchNamespace=$NS: the ServiceAccount may scale there and nowhere else" bash -c "
-  $(declare -f k)
-  WARREN_KUBECONFIG='$WARREN_KUBECONFIG'
-  helm --kubeconfig=\"\$WARREN_KUBECONFIG\" install warren-ns '$CHART' -n '$RELEASE_NS' \
-    --set watchNamespace='$NS' --set leaderElection.enabled=false >/dev/null &&
-  [[ \$(k auth can-i --as='$NS_SA' patch deployments.apps --subresource=scale -n '$NS') == yes ]] &&
-  [[ \$(k auth can-i --as='$NS_SA' patch deployments.apps --subresource=scale -n default) == no ]] &&
-  [[ \$(k auth can-i --as='$NS_SA' list taskqueues.warren.dev -A) == no ]] &&
-  helm --kubeconfig=\"\$WARREN_KUBECONFIG\" uninstall warren-ns -n '$RELEASE_NS' >/dev/null"
+namespaced_release() {
+  local sa="system:serviceaccount:$RELEASE_NS:warren-ns"
+  helm --kubeconfig="$WARREN_KUBECONFIG" install warren-ns "$CHART" -n "$RELEASE_NS" \
+    --set watchNamespace="$NS" --set leaderElection.enabled=false >/dev/null &&
+    [[ $(k auth can-i --as="$sa" patch deployments.apps --subresource=scale -n "$NS") == yes ]] &&
+    [[ $(k auth can-i --as="$sa" patch deployments.apps --subresource=scale -n default) == no ]] &&
+    [[ $(k auth can-i --as="$sa" list taskqueues.warren.dev -A) == no ]] &&
+    helm --kubeconfig="$WARREN_KUBECONFIG" uninstall warren-ns -n "$RELEASE_NS" >/dev/null
+}
+check "watchNamespace=$NS: the ServiceAccount may scale there and nowhere else" namespaced_release
 
 echo "$PASSED passed, $FAILED failed"
 ((FAILED == 0))

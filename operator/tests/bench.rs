@@ -238,10 +238,7 @@ fn decision_gaps(log: &str, start: Timestamp, end: Timestamp, taskqueues: usize)
         let Some(at) = fields.next().and_then(|t| t.parse::<Timestamp>().ok()) else {
             continue;
         };
-        let Some(name) = line
-            .split_whitespace()
-            .find_map(|field| field.strip_prefix("name="))
-        else {
+        let Some(name) = fields.find_map(|field| field.strip_prefix("name=")) else {
             continue;
         };
         times.entry(name.to_owned()).or_default().push(at);
