@@ -16,13 +16,13 @@ help: ## List the targets
 test: rabbitmq-up lint crds-check tools ## Run every test (starts RabbitMQ and the local cluster, takes the cluster down after)
 	@set -e; trap 'bash deploy/local/cluster.sh down' EXIT; \
 	bash deploy/local/cluster.sh up; \
-	KUBECONFIG=$(CURDIR)/.local/kubeconfig $(CARGO) test --workspace --all-targets --locked; \
+	KUBECONFIG=$(CURDIR)/.local/kubeconfig bash deploy/local/test-rust.sh; \
 	bash deploy/local/test-cluster.sh; \
 	bash deploy/local/test-chart.sh
 
 .PHONY: test-rust
-test-rust: rabbitmq-up ## Rust tests only (the operator's cluster tests need `make cluster-up`)
-	KUBECONFIG=$(CURDIR)/.local/kubeconfig $(CARGO) test --workspace --all-targets --locked
+test-rust: rabbitmq-up ## Every Rust test, service tests included (the operator's cluster tests need `make cluster-up`); fails on any skip
+	KUBECONFIG=$(CURDIR)/.local/kubeconfig bash deploy/local/test-rust.sh
 
 .PHONY: test-cluster
 test-cluster: tools ## The local cluster's own checks (recreates the cluster and leaves it up)
