@@ -20,6 +20,11 @@ pub enum DecodeError {
          (protocol v1 is not supported)"
     )]
     MissingHeader(&'static str),
+    #[error(
+        "header {0:?} is missing: this message was not dead-lettered by a warren worker \
+         (read it from a <queue>.dead-letter queue)"
+    )]
+    NotDeadLettered(&'static str),
     #[error("header {name:?} is malformed: {reason}")]
     MalformedHeader { name: &'static str, reason: String },
     #[error("result field {name:?} is malformed: {reason}")]

@@ -3,15 +3,18 @@
 //! Task messages follow Celery's message protocol v2 with JSON bodies, and results
 //! follow Celery's `rpc://` result backend, so that Celery producers can drive warren
 //! workers and warren's dispatcher can drive Celery workers. The [`RoutingTable`] maps
-//! task names to queues the way Celery's `task_routes` does.
+//! task names to queues the way Celery's `task_routes` does. warren's own headers on
+//! results and dead-lettered messages are in [`headers`].
 
 pub mod amqp;
 pub mod error;
+pub mod headers;
 pub mod result;
 pub mod routing;
 pub mod task;
 
 pub use error::{DecodeError, RoutingError};
+pub use headers::{DeadLetter, DeadLetterReason, ResultMetadata};
 pub use result::{ExceptionInfo, TaskResult, TaskStatus};
 pub use routing::RoutingTable;
 pub use task::{IncomingMessage, TaskMessage};
