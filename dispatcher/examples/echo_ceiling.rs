@@ -173,9 +173,11 @@ fn reply(args: &Args) -> Message {
             serde_json::json!({"task": "task_a", "mode": "wait", "seconds": 0.0}),
         )
         .from_worker("echo-responder");
-        let mut headers = FieldTable::default();
-        headers.insert("x-warren-runtime-ms".into(), AMQPValue::Double(0.01));
-        headers.insert("x-warren-concurrency".into(), AMQPValue::LongLongInt(64));
+        let headers = warren_protocol::ResultMetadata {
+            runtime: Some(Duration::from_micros(10)),
+            concurrency: Some(64),
+        }
+        .to_headers();
         return Message {
             exchange: String::new(),
             body: result.encode().into(),

@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
-use lapin::types::AMQPValue;
 use tokio::sync::oneshot;
 use tracing::warn;
-use warren_protocol::TaskResult;
+use warren_protocol::{ResultMetadata, TaskResult};
 
 /// How many resolved task ids are remembered to tell a duplicate from a stranger.
 const REMEMBERED: usize = 200_000;
@@ -82,21 +81,14 @@ impl Replies {
             .correlation_id()
             .as_ref()
             .map_or_else(|| result.task_id.clone(), |c| c.to_string());
-        let header = |name: &str| {
-            properties
-                .headers()
-                .as_ref()
-                .and_then(|h| h.inner().get(name).cloned())
-                .and_then(|value| integer(&value))
-        };
+        let metadata = properties
+            .headers()
+            .as_ref()
+            .map(ResultMetadata::from_headers)
+            .unwrap_or_default();
         let reply = TaskReply {
-            runtime: properties
-                .headers()
-                .as_ref()
-                .and_then(|h| h.inner().get("x-warren-runtime-ms").and_then(float))
-                .filter(|ms| ms.is_finite() && *ms >= 0.0)
-                .map(|ms| Duration::from_secs_f64(ms / 1000.0)),
-            concurrency: header("x-warren-concurrency").and_then(|c| u32::try_from(c).ok()),
+            runtime: metadata.runtime,
+            concurrency: metadata.concurrency,
             result,
             received_at: Instant::now(),
         };
@@ -124,25 +116,6 @@ impl Replies {
         }
         resolved.ids.insert(id.clone());
         resolved.order.push_back(id);
-    }
-}
-
-fn float(value: &AMQPValue) -> Option<f64> {
-    match value {
-        AMQPValue::Double(f) => Some(*f),
-        AMQPValue::Float(f) => Some(f64::from(*f)),
-        other => integer(other).map(|n| n as f64),
-    }
-}
-
-fn integer(value: &AMQPValue) -> Option<i64> {
-    match value {
-        AMQPValue::LongLongInt(n) => Some(*n),
-        AMQPValue::LongInt(n) => Some(i64::from(*n)),
-        AMQPValue::LongUInt(n) => Some(i64::from(*n)),
-        AMQPValue::ShortInt(n) => Some(i64::from(*n)),
-        AMQPValue::ShortUInt(n) => Some(i64::from(*n)),
-        _ => None,
     }
 }
 
@@ -174,6 +147,21 @@ mod tests {
         assert_eq!(replies.duplicates(), 1);
         replies.accept(&props("t9"), &TaskResult::success("t9", json!(0)).encode());
         assert_eq!(replies.strangers(), 1);
+    }
+
+    #[tokio::test]
+    async fn reads_the_workers_result_metadata() {
+        let replies = Replies::default();
+        let rx = replies.expect("t1");
+        let metadata = ResultMetadata {
+            runtime: Some(Duration::from_millis(150)),
+            concurrency: Some(4),
+        };
+        let body = TaskResult::success("t1", json!(5)).encode();
+        replies.accept(&props("t1").with_headers(metadata.to_headers()), &body);
+        let reply = rx.await.expect("reply");
+        assert_eq!(reply.runtime, metadata.runtime);
+        assert_eq!(reply.concurrency, Some(4));
     }
 
     #[tokio::test]

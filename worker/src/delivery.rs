@@ -8,22 +8,16 @@ use std::time::{Duration, Instant};
 
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, warn};
 use warren_protocol::amqp::{result_properties, table_to_json};
-use warren_protocol::{IncomingMessage, TaskMessage};
+use warren_protocol::{DeadLetter, IncomingMessage, ResultMetadata, TaskMessage};
 
 use crate::config::WorkerConfig;
 use crate::disposition::{Delivered, Outcome, dispose};
 use crate::metrics::{NameLabel, ReasonLabel, WorkerMetrics};
 use crate::registry::{TaskError, TaskRegistry, TaskRequest};
-
-/// Result header: how long the handler ran, in (fractional) milliseconds.
-pub const RUNTIME_HEADER: &str = "x-warren-runtime-ms";
-/// Result header: the worker's concurrency, so a client can compute ideal throughput.
-pub const CONCURRENCY_HEADER: &str = "x-warren-concurrency";
 
 /// Why a delivery could not be settled; it is then left to the broker to redeliver.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +86,13 @@ pub(crate) async fn process(
     let delivered = async {
         if let Some((reason, detail)) = &disposition.dead_letter {
             warn!(task = task_name, id = task_id, reason = reason.as_str(), %detail, "dead-lettering message");
-            let properties = dead_letter_properties(&delivery, reason.as_str(), detail, &ctx);
+            let dead_letter = DeadLetter {
+                reason: *reason,
+                error: detail.clone(),
+                queue: ctx.config.queue.clone(),
+                worker: ctx.config.name.clone(),
+            };
+            let properties = dead_letter_properties(&delivery, &dead_letter);
             publish(
                 &ctx.publisher,
                 "",
@@ -109,15 +109,11 @@ pub(crate) async fn process(
                 .inc();
         }
         if let (Some(reply), Some(reply_to)) = (&disposition.reply, reply_to) {
-            let mut result_headers = FieldTable::default();
-            let millis = runtime.as_secs_f64() * 1000.0;
-            result_headers.insert(RUNTIME_HEADER.into(), AMQPValue::Double(millis));
-            let concurrency = i64::try_from(ctx.config.concurrency).unwrap_or(i64::MAX);
-            result_headers.insert(
-                CONCURRENCY_HEADER.into(),
-                AMQPValue::LongLongInt(concurrency),
-            );
-            let properties = result_properties(&reply.task_id, result_headers);
+            let metadata = ResultMetadata {
+                runtime: Some(runtime),
+                concurrency: Some(u32::try_from(ctx.config.concurrency).unwrap_or(u32::MAX)),
+            };
+            let properties = result_properties(&reply.task_id, metadata.to_headers());
             publish(&ctx.publisher, "", reply_to, &reply.encode(), properties).await?;
         }
         Ok::<(), DeliveryError>(())
@@ -240,18 +236,9 @@ async fn publish(
 }
 
 /// The original message, its properties intact, plus why it was dead-lettered.
-fn dead_letter_properties(
-    delivery: &Delivery,
-    reason: &str,
-    detail: &str,
-    ctx: &DeliveryContext,
-) -> BasicProperties {
+fn dead_letter_properties(delivery: &Delivery, dead_letter: &DeadLetter) -> BasicProperties {
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
-    headers.insert("x-warren-reason".into(), text(reason));
-    headers.insert("x-warren-error".into(), text(detail));
-    headers.insert("x-warren-queue".into(), text(&ctx.config.queue));
-    headers.insert("x-warren-worker".into(), text(&ctx.config.name));
+    dead_letter.write_to(&mut headers);
     delivery.properties.clone().with_headers(headers)
 }
 

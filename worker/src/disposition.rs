@@ -3,7 +3,7 @@
 //! without a broker; the runtime then dead-letters, replies and acks, in that order.
 
 use serde_json::Value;
-use warren_protocol::{ExceptionInfo, TaskResult};
+use warren_protocol::{DeadLetterReason, ExceptionInfo, TaskResult};
 
 use crate::registry::TaskError;
 
@@ -20,24 +20,6 @@ pub enum Outcome {
     Undecodable(String),
     /// No handler is registered for the task name.
     UnknownTask(String),
-}
-
-/// Why a message was moved to the dead-letter queue (also its `x-warren-reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadLetterReason {
-    Undecodable,
-    UnknownTask,
-    Failed,
-}
-
-impl DeadLetterReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Undecodable => "undecodable",
-            Self::UnknownTask => "unknown-task",
-            Self::Failed => "failed",
-        }
-    }
 }
 
 /// What the runtime must do before it acks.
