@@ -1,15 +1,20 @@
 //! `warren-dispatcher`: send one task, or run the seed's load test.
 
+// The load-test harness is the binary's own (clap, indicatif): the library does not
+// carry it.
+mod load_test;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use load_test::bounds::Capacity;
+use load_test::plan::{PlanSpec, parse_mix};
+use load_test::report::table;
+use load_test::{Collect, RunOptions, run_closed, run_open};
 use serde_json::{Map, Value};
-use warren_dispatcher::load_test::plan::{PlanSpec, parse_mix};
-use warren_dispatcher::load_test::report::table;
-use warren_dispatcher::load_test::{Collect, RunOptions, run_closed, run_open};
 use warren_dispatcher::{Client, ClientConfig};
 use warren_protocol::{RoutingTable, TaskMessage, TaskStatus};
 
@@ -107,6 +112,47 @@ impl PlanOptions {
     }
 }
 
+/// The capacity the run is measured against (its ideal and FIFO bound): what the
+/// workers were started with, as the caller knows it, not what they report.
+#[derive(Debug, Args)]
+struct CapacityArgs {
+    /// Workers consuming each queue.
+    #[arg(long, default_value_t = 1)]
+    workers: u32,
+    /// Tasks each worker runs at once (its --concurrency).
+    #[arg(long, default_value_t = 1)]
+    concurrency: u32,
+    /// Task slots of one queue, instead of workers x concurrency (repeatable).
+    #[arg(long = "capacity", value_name = "QUEUE=SLOTS")]
+    per_queue: Vec<String>,
+}
+
+impl CapacityArgs {
+    fn capacity(&self) -> anyhow::Result<Capacity> {
+        if self.workers == 0 || self.concurrency == 0 {
+            bail!("--workers and --concurrency must be at least 1");
+        }
+        let default = self
+            .workers
+            .checked_mul(self.concurrency)
+            .context("--workers x --concurrency is too large")?;
+        let per_queue = self
+            .per_queue
+            .iter()
+            .map(|rule| {
+                let (queue, slots) = rule
+                    .split_once('=')
+                    .with_context(|| format!("--capacity {rule:?} must look like QUEUE=SLOTS"))?;
+                match slots.trim().parse::<u32>() {
+                    Ok(n) if n > 0 => Ok((queue.trim().to_owned(), n)),
+                    _ => bail!("--capacity {rule:?}: {slots:?} is not a whole number above 0"),
+                }
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Capacity { default, per_queue })
+    }
+}
+
 #[derive(Debug, Args)]
 struct SendArgs {
     /// Task name, e.g. task_a or celery_app.task_a.
@@ -146,6 +192,8 @@ struct LoadTestArgs {
     /// Per-task result timeout; later results count as lost.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    #[command(flatten)]
+    capacity: CapacityArgs,
     /// Print one JSON object per run instead of the table.
     #[arg(long)]
     json: bool,
@@ -236,6 +284,7 @@ async fn load_test(client: &Client, args: LoadTestArgs) -> anyhow::Result<()> {
         window: args.window,
         timeout: args.timeout,
         progress: !args.json && std::io::stderr().is_terminal(),
+        capacity: args.capacity.capacity()?,
     };
     let mut reports = Vec::new();
     if let (Some(rate), Some(duration)) = (args.rate, args.duration) {
@@ -258,7 +307,7 @@ async fn load_test(client: &Client, args: LoadTestArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", table(&reports));
     }
-    let lost: u64 = reports.iter().map(|r| r.lost).sum();
+    let lost: u64 = reports.iter().map(|r| r.lost + r.unpublished).sum();
     if lost > 0 {
         bail!("{lost} task(s) got no result");
     }

@@ -1,6 +1,7 @@
 //! Load tests: the seed's scenario (send N tasks, collect the results) and an
 //! open-loop mode (a fixed arrival rate for a duration) to drive the autoscaler.
 
+pub mod bounds;
 pub mod plan;
 pub mod report;
 
@@ -10,9 +11,9 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::client::Client;
-use crate::error::DispatchError;
-use crate::replies::TaskReply;
+use warren_dispatcher::{Client, DispatchError, TaskReply};
+
+use bounds::{Capacity, Job, QueueLoad, by_queue};
 use plan::PlannedTask;
 use report::{RunReport, Sample, Totals, summarize};
 
@@ -43,13 +44,18 @@ pub struct RunOptions {
     /// Per-task result timeout; a task without a result by then counts as lost.
     pub timeout: Duration,
     pub progress: bool,
+    /// Task slots per queue, for the ideal and the FIFO bound.
+    pub capacity: Capacity,
 }
 
 /// What one task came to.
 enum Finished {
     Done(Sample),
     Failed(Sample),
+    /// Published, but no result in time.
     Lost,
+    /// Never confirmed by the broker.
+    Unpublished,
 }
 
 /// Runs `plan` as a closed loop and reports it.
@@ -77,9 +83,10 @@ pub async fn run_closed(client: &Client, plan: &[PlannedTask], options: &RunOpti
     }
     let wall = started.elapsed();
     bar.finish_and_clear();
+    let queues = plan_load(client, plan, &options.capacity, |_| 0.0);
     report(
         options.collect.as_str(),
-        plan.len(),
+        &queues,
         wall,
         finished,
         client.duplicates() - duplicates_before,
@@ -118,13 +125,34 @@ pub async fn run_open(
     }
     let wall = started.elapsed();
     bar.finish_and_clear();
+    // A task cannot start before it is published, at i / rate.
+    let queues = plan_load(client, plan, &options.capacity, |i| i as f64 / rate);
     report(
         "open-loop",
-        plan.len(),
+        &queues,
         wall,
         finished,
         client.duplicates() - duplicates_before,
     )
+}
+
+/// The plan by queue, as the client routes it, with each task's release time;
+/// tasks without a route are left out (they are never sent either).
+fn plan_load(
+    client: &Client,
+    plan: &[PlannedTask],
+    capacity: &Capacity,
+    release: impl Fn(usize) -> f64,
+) -> Vec<QueueLoad> {
+    let jobs = plan.iter().enumerate().filter_map(|(i, task)| {
+        let queue = client.routing().queue_for(&task.name).ok()?;
+        let job = Job {
+            release: release(i),
+            seconds: task.seconds,
+        };
+        Some((queue, job))
+    });
+    by_queue(jobs, capacity)
 }
 
 async fn one(client: &Client, task: &PlannedTask, timeout: Duration) -> Finished {
@@ -132,15 +160,14 @@ async fn one(client: &Client, task: &PlannedTask, timeout: Duration) -> Finished
         Ok(handle) => handle,
         Err(error) => {
             tracing::warn!(%error, "task not published");
-            return Finished::Lost;
+            return Finished::Unpublished;
         }
     };
-    let queue = handle.queue.clone();
     let submitted_at = handle.submitted_at;
     match handle.wait(timeout).await {
         Ok(reply) => {
             let failed = reply.result.status != warren_protocol::TaskStatus::Success;
-            let sample = sample(queue, submitted_at, task, reply);
+            let sample = sample(submitted_at, task, reply);
             if failed {
                 Finished::Failed(sample)
             } else {
@@ -155,15 +182,12 @@ async fn one(client: &Client, task: &PlannedTask, timeout: Duration) -> Finished
     }
 }
 
-fn sample(queue: String, submitted_at: Instant, task: &PlannedTask, reply: TaskReply) -> Sample {
+fn sample(submitted_at: Instant, task: &PlannedTask, reply: TaskReply) -> Sample {
     Sample {
-        queue,
         latency: reply.received_at.saturating_duration_since(submitted_at),
         worker: reply.worker().map(str::to_owned),
-        runtime: reply
-            .runtime
-            .unwrap_or_else(|| Duration::from_secs_f64(task.seconds)),
-        concurrency: reply.concurrency,
+        planned: Duration::from_secs_f64(task.seconds),
+        reported: reply.runtime,
         hashes: reply
             .result
             .result
@@ -174,13 +198,14 @@ fn sample(queue: String, submitted_at: Instant, task: &PlannedTask, reply: TaskR
 
 fn report(
     collect: &str,
-    tasks: usize,
+    queues: &[QueueLoad],
     wall: Duration,
     finished: Vec<Finished>,
     duplicates: u64,
 ) -> RunReport {
+    let tasks = finished.len();
     let mut samples = Vec::with_capacity(finished.len());
-    let (mut failed, mut lost) = (0, 0);
+    let (mut failed, mut lost, mut unpublished) = (0, 0, 0);
     for outcome in finished {
         match outcome {
             Finished::Done(sample) => samples.push(sample),
@@ -189,6 +214,7 @@ fn report(
                 samples.push(sample);
             }
             Finished::Lost => lost += 1,
+            Finished::Unpublished => unpublished += 1,
         }
     }
     let totals = Totals {
@@ -196,9 +222,10 @@ fn report(
         wall,
         failed,
         lost,
+        unpublished,
         duplicates,
     };
-    summarize(collect, &samples, totals)
+    summarize(collect, &samples, queues, totals)
 }
 
 fn progress(len: u64, visible: bool) -> ProgressBar {
