@@ -14,9 +14,36 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
 
-use crate::broker::{BrokerError, Endpoint, Password};
+use thiserror::Error;
+
+use crate::broker::{Endpoint, Password};
 use crate::crd::TaskQueue;
 use crate::lock::lock;
+
+/// Why a TaskQueue's endpoint or credentials cannot be used. Messages name
+/// Secrets and keys, never values.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum AccessError {
+    #[error("Secret {name:?} not found in namespace {namespace:?}")]
+    SecretNotFound { namespace: String, name: String },
+    #[error("cannot read Secret {name:?}: {reason}")]
+    SecretUnreadable { name: String, reason: String },
+    #[error("Secret {name:?} has no key {key:?}")]
+    KeyMissing { name: String, key: String },
+    #[error("key {key:?} of Secret {name:?} is not UTF-8 text")]
+    KeyNotText { name: String, key: String },
+}
+
+impl AccessError {
+    /// A short, stable name for metrics labels, condition and Event reasons.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::SecretNotFound { .. } => "SecretNotFound",
+            Self::SecretUnreadable { .. } => "SecretUnreadable",
+            Self::KeyMissing { .. } | Self::KeyNotText { .. } => "CredentialsInvalid",
+        }
+    }
+}
 
 /// The operator's own broker settings, from its flags and environment.
 #[derive(Clone)]
@@ -44,7 +71,7 @@ impl SecretCache {
         client: &Client,
         namespace: &str,
         name: &str,
-    ) -> Result<Arc<Secret>, BrokerError> {
+    ) -> Result<Arc<Secret>, AccessError> {
         let key = (namespace.to_owned(), name.to_owned());
         if let Some((read_at, secret)) = lock(&self.entries).get(&key)
             && read_at.elapsed() < SECRET_TTL
@@ -53,7 +80,7 @@ impl SecretCache {
         }
         let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
         // Errors are not kept: a Secret created a moment later is seen at once.
-        let secret = read_secret(&secrets, name).await?;
+        let secret = read_secret(&secrets, namespace, name).await?;
         let secret = Arc::new(Secret {
             data: secret.data,
             string_data: secret.string_data,
@@ -98,7 +125,7 @@ pub async fn endpoint_for(
     defaults: &BrokerDefaults,
     queue: &TaskQueue,
     namespace: &str,
-) -> Result<Endpoint, BrokerError> {
+) -> Result<Endpoint, AccessError> {
     let broker = queue.spec.broker.clone().unwrap_or_default();
     let url = broker
         .management_url
@@ -129,20 +156,26 @@ pub async fn endpoint_for(
     })
 }
 
-async fn read_secret(secrets: &Api<Secret>, name: &str) -> Result<Secret, BrokerError> {
+async fn read_secret(
+    secrets: &Api<Secret>,
+    namespace: &str,
+    name: &str,
+) -> Result<Secret, AccessError> {
     match secrets.get_opt(name).await {
         Ok(Some(secret)) => Ok(secret),
-        Ok(None) => Err(BrokerError::Credentials(format!(
-            "Secret {name:?} not found"
-        ))),
-        Err(e) => Err(BrokerError::Credentials(format!(
-            "cannot read Secret {name:?}: {e}"
-        ))),
+        Ok(None) => Err(AccessError::SecretNotFound {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }),
+        Err(e) => Err(AccessError::SecretUnreadable {
+            name: name.to_owned(),
+            reason: e.to_string(),
+        }),
     }
 }
 
 /// One key of a Secret as text; the error names the Secret and key, never the value.
-fn secret_key(secret: &Secret, name: &str, key: &str) -> Result<String, BrokerError> {
+fn secret_key(secret: &Secret, name: &str, key: &str) -> Result<String, AccessError> {
     let bytes = secret
         .data
         .as_ref()
@@ -155,8 +188,12 @@ fn secret_key(secret: &Secret, name: &str, key: &str) -> Result<String, BrokerEr
                 .and_then(|d| d.get(key))
                 .map(|s| s.clone().into_bytes())
         })
-        .ok_or_else(|| BrokerError::Credentials(format!("Secret {name:?} has no key {key:?}")))?;
-    String::from_utf8(bytes).map_err(|_| {
-        BrokerError::Credentials(format!("key {key:?} of Secret {name:?} is not UTF-8"))
+        .ok_or_else(|| AccessError::KeyMissing {
+            name: name.to_owned(),
+            key: key.to_owned(),
+        })?;
+    String::from_utf8(bytes).map_err(|_| AccessError::KeyNotText {
+        name: name.to_owned(),
+        key: key.to_owned(),
     })
 }

@@ -56,10 +56,10 @@ pub struct QueueReading {
 
 /// What is known about the queue at decision time.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Observation {
-    Reading(QueueReading),
+pub enum QueueState {
+    Known(QueueReading),
     /// The broker could not be read; the reason is safe to show (no secrets).
-    Unreadable(String),
+    Unknown(String),
 }
 
 /// Recommendations of the recent past, and since when the queue has been idle.
@@ -138,88 +138,133 @@ pub struct Decision {
 
 pub fn decide(
     policy: &ScalingPolicy,
-    observation: &Observation,
+    state: &QueueState,
     history: &History,
     current: i32,
     now: Instant,
 ) -> Decision {
-    let reading = match observation {
-        Observation::Reading(reading) if reading.age <= policy.max_reading_age => reading,
-        Observation::Reading(reading) => {
+    let reading = match state {
+        QueueState::Known(reading) if reading.age <= policy.max_reading_age => reading,
+        QueueState::Known(reading) => {
             return unreadable(
                 policy,
                 current,
                 &format!("the last reading is {:.0?} old", reading.age),
             );
         }
-        Observation::Unreadable(reason) => return unreadable(policy, current, reason),
+        QueueState::Unknown(reason) => return unreadable(policy, current, reason),
     };
-    let unacked = reading.unacked.max(0);
-    let backlog = reading.ready.max(0) + if policy.count_unacked { unacked } else { 0 };
-    let idle = reading.ready <= 0 && unacked == 0;
-    let target = policy.target_backlog_per_replica;
-    let asked = if current == 0 && backlog < policy.activation_backlog {
-        0
-    } else {
-        i32::try_from(backlog.saturating_add(target - 1) / target).unwrap_or(i32::MAX)
-    };
-    let (recommendation, bound) = clamp(asked, policy);
-    let decision = |desired: i32, reason: String, limited: Option<Limit>| Decision {
-        desired,
-        reason,
-        recommendation: Some(recommendation),
-        idle,
-        backlog: Some(backlog),
-        limited,
-    };
-    let load = format!("backlog {backlog} over target {target}/replica");
-
-    if recommendation > current {
-        if policy.max_step > 0 && recommendation > current.saturating_add(policy.max_step) {
-            // The step limit never keeps a workload below its minimum.
-            let desired = (current + policy.max_step).max(policy.min_replicas);
-            return decision(
-                desired,
-                format!(
-                    "{current} -> {desired}: {load}, limited by scaleUp.maxStep {}",
-                    policy.max_step
-                ),
-                Some(Limit::MaxStep),
-            );
-        }
-        let why = if current == 0 {
-            format!(
-                "backlog {backlog} reached activation {}",
-                policy.activation_backlog
-            )
-        } else {
-            load
-        };
-        let suffix = bound_note(bound, policy);
-        return decision(
-            recommendation,
-            format!("{current} -> {recommendation}: {why}{suffix}"),
-            bound,
-        );
+    let load = Load::of(reading, policy, current);
+    if load.recommendation > current {
+        return scale_up(policy, &load, current);
     }
     if current > policy.max_replicas {
         let max = policy.max_replicas;
-        return decision(
+        return load.decision(
             max,
             format!("{current} -> {max}: above maxReplicas"),
             Some(Limit::MaxReplicas),
         );
     }
+    scale_down_or_hold(policy, &load, history, current, now)
+}
 
-    // Down (or hold): the highest recommendation of the window, never below the
-    // consumers that hold unacknowledged messages.
+/// What one reading asks of the workload.
+struct Load {
+    /// Ready, plus unacked when counted.
+    backlog: i64,
+    /// Nothing ready and nothing unacked.
+    idle: bool,
+    /// Consumers holding unacknowledged messages (at most one per message).
+    busy: i32,
+    /// What the backlog asks for, within bounds, and the bound that applied.
+    recommendation: i32,
+    bound: Option<Limit>,
+    /// `"backlog 37 over target 10/replica"`, for reasons.
+    text: String,
+}
+
+impl Load {
+    fn of(reading: &QueueReading, policy: &ScalingPolicy, current: i32) -> Self {
+        let unacked = reading.unacked.max(0);
+        let backlog = reading.ready.max(0) + if policy.count_unacked { unacked } else { 0 };
+        let target = policy.target_backlog_per_replica;
+        let asked = if current == 0 && backlog < policy.activation_backlog {
+            0
+        } else {
+            i32::try_from(backlog.saturating_add(target - 1) / target).unwrap_or(i32::MAX)
+        };
+        let (recommendation, bound) = clamp(asked, policy);
+        Self {
+            backlog,
+            idle: reading.ready <= 0 && unacked == 0,
+            busy: i32::try_from(reading.consumers.max(0).min(unacked)).unwrap_or(i32::MAX),
+            recommendation,
+            bound,
+            text: format!("backlog {backlog} over target {target}/replica"),
+        }
+    }
+
+    fn decision(&self, desired: i32, reason: String, limited: Option<Limit>) -> Decision {
+        Decision {
+            desired,
+            reason,
+            recommendation: Some(self.recommendation),
+            idle: self.idle,
+            backlog: Some(self.backlog),
+            limited,
+        }
+    }
+}
+
+fn scale_up(policy: &ScalingPolicy, load: &Load, current: i32) -> Decision {
+    let wanted = load.recommendation;
+    if policy.max_step > 0 && wanted > current.saturating_add(policy.max_step) {
+        // The step limit never keeps a workload below its minimum.
+        let desired = (current + policy.max_step).max(policy.min_replicas);
+        return load.decision(
+            desired,
+            format!(
+                "{current} -> {desired}: {}, limited by scaleUp.maxStep {}",
+                load.text, policy.max_step
+            ),
+            Some(Limit::MaxStep),
+        );
+    }
+    let why = if current == 0 {
+        format!(
+            "backlog {} reached activation {}",
+            load.backlog, policy.activation_backlog
+        )
+    } else {
+        load.text.clone()
+    };
+    let suffix = bound_note(load.bound, policy);
+    load.decision(
+        wanted,
+        format!("{current} -> {wanted}: {why}{suffix}"),
+        load.bound,
+    )
+}
+
+/// Down (or hold): the highest recommendation of the stabilization window, never
+/// below the consumers that hold unacknowledged messages, and 1 -> 0 only after
+/// the queue has been idle for the scale-to-zero delay.
+fn scale_down_or_hold(
+    policy: &ScalingPolicy,
+    load: &Load,
+    history: &History,
+    current: i32,
+    now: Instant,
+) -> Decision {
+    let recommendation = load.recommendation;
     let stabilized = history
         .highest_within(now, policy.stabilization_window)
         .map_or(recommendation, |h| h.max(recommendation));
-    let busy = i32::try_from(reading.consumers.max(0).min(unacked)).unwrap_or(i32::MAX);
-    let mut desired = stabilized.min(current).max(busy.min(current));
-    let mut reason = if desired < current {
-        format!("{current} -> {desired}: {load}")
+    let busy = load.busy;
+    let desired = stabilized.min(current).max(busy.min(current));
+    let reason = if desired < current {
+        format!("{current} -> {desired}: {}", load.text)
     } else if stabilized > recommendation {
         format!(
             "hold {current}: scale-down stabilizing, highest recommendation {stabilized} within {:?}",
@@ -228,30 +273,40 @@ pub fn decide(
     } else if busy > recommendation {
         format!("hold {current}: {busy} consumer(s) still hold unacked messages")
     } else {
-        format!("hold {current}: {load}")
+        format!("hold {current}: {}", load.text)
     };
-    if desired == 0 && current > 0 {
-        let idle_for = if idle {
-            history.idle_for(now)
-        } else {
-            Duration::ZERO
-        };
-        if idle_for < policy.scale_to_zero_delay {
-            let delay = policy.scale_to_zero_delay;
-            desired = 1;
-            reason = if current > 1 {
-                format!("{current} -> 1: {load}; 1 -> 0 after {delay:?} idle")
-            } else {
-                format!(
-                    "hold 1: queue idle for {idle_for:.0?} of scaleDown.scaleToZeroDelay {delay:?}"
-                )
-            };
-        } else {
-            reason = format!("{current} -> 0: queue idle for {idle_for:.0?}");
-        }
-    }
+    let (desired, reason) = if desired == 0 && current > 0 {
+        to_zero(policy, load, history, current, now)
+    } else {
+        (desired, reason)
+    };
     let (desired, bound) = clamp(desired, policy);
-    decision(desired, reason + &bound_note(bound, policy), bound)
+    load.decision(desired, reason + &bound_note(bound, policy), bound)
+}
+
+/// The last step to zero waits until the queue has been idle long enough.
+fn to_zero(
+    policy: &ScalingPolicy,
+    load: &Load,
+    history: &History,
+    current: i32,
+    now: Instant,
+) -> (i32, String) {
+    let idle_for = if load.idle {
+        history.idle_for(now)
+    } else {
+        Duration::ZERO
+    };
+    let delay = policy.scale_to_zero_delay;
+    if idle_for >= delay {
+        return (0, format!("{current} -> 0: queue idle for {idle_for:.0?}"));
+    }
+    let reason = if current > 1 {
+        format!("{current} -> 1: {}; 1 -> 0 after {delay:?} idle", load.text)
+    } else {
+        format!("hold 1: queue idle for {idle_for:.0?} of scaleDown.scaleToZeroDelay {delay:?}")
+    };
+    (1, reason)
 }
 
 fn unreadable(policy: &ScalingPolicy, current: i32, reason: &str) -> Decision {

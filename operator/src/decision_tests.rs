@@ -16,8 +16,8 @@ fn policy() -> ScalingPolicy {
     }
 }
 
-fn reading(ready: i64, unacked: i64, consumers: i64) -> Observation {
-    Observation::Reading(QueueReading {
+fn reading(ready: i64, unacked: i64, consumers: i64) -> QueueState {
+    QueueState::Known(QueueReading {
         ready,
         unacked,
         consumers,
@@ -34,7 +34,7 @@ fn table() {
     let mut with_max = policy();
     with_max.max_step = 2;
     // (policy, observation, current, expected desired, reason contains)
-    let cases: Vec<(ScalingPolicy, Observation, i32, i32, &str)> = vec![
+    let cases: Vec<(ScalingPolicy, QueueState, i32, i32, &str)> = vec![
         (
             policy(),
             reading(37, 0, 1),
@@ -78,7 +78,7 @@ fn table() {
         ),
         (
             policy(),
-            Observation::Unreadable("connection refused".into()),
+            QueueState::Unknown("connection refused".into()),
             7,
             7,
             "hold 7: broker unreadable (connection refused)",
@@ -88,7 +88,7 @@ fn table() {
                 fallback_replicas: Some(3),
                 ..policy()
             },
-            Observation::Unreadable("401".into()),
+            QueueState::Unknown("401".into()),
             7,
             3,
             "using fallbackReplicas",
@@ -201,7 +201,7 @@ fn scale_to_zero_waits_for_the_idle_delay() {
 
 #[test]
 fn stale_readings_count_as_no_reading() {
-    let stale = Observation::Reading(QueueReading {
+    let stale = QueueState::Known(QueueReading {
         ready: 0,
         unacked: 0,
         consumers: 0,
@@ -282,7 +282,7 @@ proptest! {
     #[test]
     fn always_within_bounds(policy in arb_policy(), r in arb_reading(), current in 0i32..100, unreadable in any::<bool>()) {
         let now = Instant::now() + Duration::from_secs(1000);
-        let observation = if unreadable { Observation::Unreadable("down".into()) } else { Observation::Reading(r) };
+        let observation = if unreadable { QueueState::Unknown("down".into()) } else { QueueState::Known(r) };
         let d = decide(&policy, &observation, &History::default(), current, now);
         if !unreadable || policy.fallback_replicas.is_some() || (policy.min_replicas..=policy.max_replicas).contains(&current) {
             prop_assert!(d.desired >= policy.min_replicas && d.desired <= policy.max_replicas, "{} not in bounds: {}", d.desired, d.reason);
@@ -293,20 +293,19 @@ proptest! {
     }
 
     #[test]
-    fn monotone_in_backlog(policy in arb_policy(), r in arb_reading(), extra in 0i64..10_000, current in 0i32..60, seed in 0u64..1) {
+    fn monotone_in_backlog(policy in arb_policy(), r in arb_reading(), extra in 0i64..10_000, current in 0i32..60) {
         let now = Instant::now() + Duration::from_secs(1000);
-        let _ = seed;
         let history = History::starting_at(now - Duration::from_secs(30), current);
-        let low = decide(&policy, &Observation::Reading(r.clone()), &history, current, now);
+        let low = decide(&policy, &QueueState::Known(r.clone()), &history, current, now);
         let more = QueueReading { ready: r.ready + extra, ..r };
-        let high = decide(&policy, &Observation::Reading(more), &history, current, now);
+        let high = decide(&policy, &QueueState::Known(more), &history, current, now);
         prop_assert!(high.desired >= low.desired, "{} ({}) < {} ({})", high.desired, high.reason, low.desired, low.reason);
     }
 
     #[test]
     fn no_scale_down_below_the_window_high(policy in arb_policy(), r in arb_reading(), current in 0i32..60, history in arb_history(Instant::now() + Duration::from_secs(1000))) {
         let now = Instant::now() + Duration::from_secs(1000);
-        let d = decide(&policy, &Observation::Reading(r), &history, current, now);
+        let d = decide(&policy, &QueueState::Known(r), &history, current, now);
         let high = history.highest_within(now, policy.stabilization_window).unwrap_or(0);
         if d.desired < current && current <= policy.max_replicas {
             prop_assert!(d.desired >= high.min(current),
@@ -318,9 +317,9 @@ proptest! {
     fn never_to_zero_with_work_in_flight_or_no_reading(policy in arb_policy(), r in arb_reading(), current in 1i32..60, history in arb_history(Instant::now() + Duration::from_secs(1000))) {
         let now = Instant::now() + Duration::from_secs(1000);
         let busy = QueueReading { unacked: r.unacked.max(1), ..r };
-        let d = decide(&policy, &Observation::Reading(busy), &history, current, now);
+        let d = decide(&policy, &QueueState::Known(busy), &history, current, now);
         prop_assert!(d.desired > 0, "scaled to zero with unacked messages: {}", d.reason);
-        let d = decide(&policy, &Observation::Unreadable("timeout".into()), &history, current, now);
+        let d = decide(&policy, &QueueState::Unknown("timeout".into()), &history, current, now);
         prop_assert!(d.desired > 0, "scaled to zero without a reading: {}", d.reason);
     }
 }

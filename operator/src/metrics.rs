@@ -1,4 +1,4 @@
-//! Prometheus metrics of the operator: reconciliations, errors by kind, per-queue
+//! Prometheus metrics of the operator: reconciliations, errors by reason, per-queue
 //! backlog and desired replicas, broker poll latency and request counts, and where
 //! replica counts were read from.
 
@@ -12,8 +12,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabel {
-    pub kind: String,
+pub struct ReasonLabel {
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,7 +31,7 @@ pub struct QueueLabels {
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Counter,
-    pub errors: Family<KindLabel, Counter>,
+    pub errors: Family<ReasonLabel, Counter>,
     pub backlog: Family<QueueLabels, Gauge>,
     pub desired: Family<QueueLabels, Gauge>,
     pub poll_seconds: Histogram,
@@ -50,7 +50,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("warren_operator");
         let reconciles = Counter::default();
-        let errors = Family::<KindLabel, Counter>::default();
+        let errors = Family::<ReasonLabel, Counter>::default();
         let backlog = Family::<QueueLabels, Gauge>::default();
         let desired = Family::<QueueLabels, Gauge>::default();
         let poll_seconds =
@@ -63,7 +63,7 @@ impl Metrics {
             "TaskQueue reconciliations",
             reconciles.clone(),
         );
-        registry.register("errors", "Errors, by kind", errors.clone());
+        registry.register("errors", "Errors, by reason", errors.clone());
         registry.register(
             "queue_backlog",
             "Backlog of each TaskQueue's queue",
@@ -113,10 +113,10 @@ impl Metrics {
             .inc();
     }
 
-    pub fn error(&self, kind: &str) {
+    pub fn error(&self, reason: &str) {
         self.errors
-            .get_or_create(&KindLabel {
-                kind: kind.to_owned(),
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
             })
             .inc();
     }

@@ -1,8 +1,13 @@
-//! The reconciler: a thin shell around the scaling decision. Read the reading and
-//! `/scale`, decide, patch `/scale`, write status by server-side apply, and publish
-//! an Event when it scales or when something is wrong.
+//! The reconciler: observe -> decide -> act -> report, a thin shell around the pure
+//! scaling decision ([`crate::decision`]) and status ([`crate::status`]).
+//!
+//! - observe: the queue as the broker poller last read it, and the target's replicas;
+//! - decide: [`decide`] on that, with the TaskQueue's recent history;
+//! - act: patch `/scale` when the desired count differs;
+//! - report: Events, metrics, and the status (written only when it changed).
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,18 +18,18 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use thiserror::Error;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, instrument, warn};
 
 use crate::broker::BrokerError;
 use crate::broker::poller::{BrokerPoller, Watch};
 use crate::crd::{TaskQueue, TaskQueueStatus};
 use crate::credentials::{BrokerDefaults, SecretCache, endpoint_for};
-use crate::decision::{Decision, History, Observation, QueueReading, ScalingPolicy, decide};
+use crate::decision::{Decision, History, QueueReading, QueueState, ScalingPolicy, decide};
 use crate::events::Events;
 use crate::lock::lock;
 use crate::metrics::{Metrics, QueueLabels};
-use crate::status::{Seen, build};
-use crate::target::{TargetError, Targets};
+use crate::status::{Findings, Problem, TargetFindings, build};
+use crate::target::{ScaleReading, TargetError, Targets};
 
 /// Field manager of the operator's server-side applies.
 pub const MANAGER: &str = "warren-operator";
@@ -52,8 +57,6 @@ const STATUS_HEARTBEAT: Duration = Duration::from_secs(30);
 pub enum ReconcileError {
     #[error("TaskQueue has no namespace")]
     NoNamespace,
-    #[error(transparent)]
-    Target(#[from] TargetError),
     #[error("cannot write the status of TaskQueue {name:?}: {source}")]
     Status {
         name: String,
@@ -63,168 +66,232 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
-    pub fn kind(&self) -> &'static str {
+    /// A short, stable name for the errors metric.
+    pub fn reason(&self) -> &'static str {
         match self {
             Self::NoNamespace => "NoNamespace",
-            Self::Target(e) => e.reason(),
             Self::Status { .. } => "StatusWriteFailed",
         }
     }
 }
 
+/// The target's replicas, the decision (none while paused) and when it was scaled.
+type Scaling = (ScaleReading, Option<Decision>, Option<Time>);
+
+#[instrument(skip_all, fields(
+    namespace = queue.metadata.namespace.as_deref().unwrap_or(""),
+    name = queue.metadata.name.as_deref().unwrap_or(""),
+))]
 pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     ctx.metrics.reconciles.inc();
     let namespace = queue.namespace().ok_or(ReconcileError::NoNamespace)?;
-    let name = queue.name_any();
-    let object = ObjectRef::from_obj(&*queue);
-    let interval = queue.spec.poll_interval.duration();
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let mut seen = Seen {
-        previous: queue.status.as_ref(),
-        generation: queue.metadata.generation,
-        reading: None,
-        broker_problem: None,
-        scale: None,
-        target_problem: None,
-        decision: None,
-        paused: queue.is_paused(),
-        scaled_at: None,
-        now,
+    let key = ObjectRef::from_obj(&*queue);
+    let Some(queue_state) = observe_queue(&ctx, &queue, &namespace, &key).await else {
+        debug!("no reading yet");
+        // The poller triggers this TaskQueue when its first reading arrives.
+        return Ok(Action::requeue(queue.spec.poll_interval.duration()));
     };
+    let scaling = match ctx
+        .targets
+        .read(&ctx.client, &namespace, &queue.spec.scale_target_ref)
+        .await
+    {
+        Ok((scale, source)) => {
+            ctx.metrics.target_read(source.as_str());
+            let decision = (!queue.is_paused())
+                .then(|| decide_replicas(&ctx, &queue, &key, &queue_state, scale));
+            act(&ctx, &queue, &namespace, scale, decision.as_ref())
+                .await
+                .map(|scaled_at| (scale, decision, scaled_at))
+        }
+        Err(error) => Err(error),
+    }
+    .map_err(|error| problem_of(error.reason(), &error));
+    report(&ctx, &queue, &namespace, key, queue_state, scaling).await
+}
 
-    // What the queue holds, and when the poller read it.
-    let mut read_at = None;
-    let reading =
-        match endpoint_for(&ctx.client, &ctx.secrets, &ctx.defaults, &queue, &namespace).await {
-            Err(problem) => Some(Err(problem)),
-            Ok(endpoint) => {
-                let watch = Watch {
-                    endpoint,
-                    vhost: queue.spec.vhost.clone(),
-                    queue: queue.spec.queue.clone(),
-                    interval,
-                };
-                ctx.poller.watch(object.clone(), watch);
-                ctx.poller.reading(&object).map(|reading| {
-                    read_at = Some(reading.taken_at);
-                    reading.result.map(|stats| QueueReading {
-                        ready: stats.ready,
-                        unacked: stats.unacked,
-                        consumers: stats.consumers.unwrap_or(0),
-                        publish_rate: stats.publish_rate,
-                        ack_rate: stats.ack_rate,
-                        age: reading.taken_at.elapsed(),
-                    })
-                })
+/// The queue as the poller last read it through the TaskQueue's endpoint, or why
+/// it cannot be read; `None` before the first reading.
+async fn observe_queue(
+    ctx: &Context,
+    queue: &TaskQueue,
+    namespace: &str,
+    key: &ObjectRef<TaskQueue>,
+) -> Option<Result<QueueReading, Problem>> {
+    let endpoint =
+        match endpoint_for(&ctx.client, &ctx.secrets, &ctx.defaults, queue, namespace).await {
+            Ok(endpoint) => endpoint,
+            Err(problem) => {
+                // No poll is made for this TaskQueue, so the poller does not count it.
+                ctx.metrics.error(problem.reason());
+                return Some(Err(problem_of(problem.reason(), &problem)));
             }
         };
-    let Some(reading) = reading else {
-        debug!(%namespace, %name, "no reading yet");
-        // No reading yet: the poller triggers this TaskQueue when the first arrives.
-        return Ok(Action::requeue(interval));
-    };
-    let observation = match &reading {
-        Ok(reading) => Observation::Reading(reading.clone()),
-        Err(problem) => Observation::Unreadable(problem.to_string()),
-    };
-    if let Err(problem) = &reading {
-        if let Some(read_at) = read_at
-            && matches!(
+    ctx.poller.watch(
+        key.clone(),
+        Watch {
+            endpoint,
+            vhost: queue.spec.vhost.clone(),
+            queue: queue.spec.queue.clone(),
+            interval: queue.spec.poll_interval.duration(),
+        },
+    );
+    let sample = ctx.poller.latest(key)?;
+    Some(match sample.result {
+        Ok(stats) => Ok(QueueReading {
+            ready: stats.ready,
+            unacked: stats.unacked,
+            consumers: stats.consumers.unwrap_or(0),
+            publish_rate: stats.publish_rate,
+            ack_rate: stats.ack_rate,
+            age: sample.taken_at.elapsed(),
+        }),
+        Err(problem) => {
+            if matches!(
                 problem,
                 BrokerError::Unauthorized { .. } | BrokerError::Forbidden { .. }
-            )
-        {
-            // Perhaps the Secret was fixed since it was read: read it again next
-            // time, once per rejected reading rather than once per reconcile.
-            ctx.secrets.forget_read_before(&queue, &namespace, read_at);
+            ) {
+                // Perhaps the Secret was fixed since it was read: read it again next
+                // time, once per rejected reading rather than once per reconcile.
+                ctx.secrets
+                    .forget_read_before(queue, namespace, sample.taken_at);
+            }
+            Err(problem_of(problem.reason(), &problem))
         }
-        let kind = problem.kind();
-        ctx.metrics.error(kind);
-        warn!(%namespace, %name, %problem, "broker unreadable; holding replicas");
-        ctx.events
-            .warn(&queue, kind, "ReadQueue", problem.to_string())
-            .await;
-        seen.broker_problem = Some((kind, problem.to_string()));
-    }
-    let reading = reading.ok();
-    seen.reading = reading.as_ref();
+    })
+}
 
-    // What the workload runs, and what it should.
+/// What the TaskQueue's policy asks of `scale` given the queue, remembered in its
+/// history for the scale-down window.
+fn decide_replicas(
+    ctx: &Context,
+    queue: &TaskQueue,
+    key: &ObjectRef<TaskQueue>,
+    queue_state: &Result<QueueReading, Problem>,
+    scale: ScaleReading,
+) -> Decision {
+    let state = match queue_state {
+        Ok(reading) => QueueState::Known(reading.clone()),
+        Err(problem) => QueueState::Unknown(problem.message.clone()),
+    };
+    let policy = ScalingPolicy::from(&queue.spec);
+    let mut histories = lock(&ctx.histories);
+    let now = Instant::now();
+    let history = histories
+        .entry(key.clone())
+        .or_insert_with(|| History::starting_at(now, scale.desired));
+    let decision = decide(&policy, &state, history, scale.desired, now);
+    history.record(now, &decision, policy.stabilization_window);
+    decision
+}
+
+/// Scales the target when the decision differs from what it runs; returns when.
+async fn act(
+    ctx: &Context,
+    queue: &TaskQueue,
+    namespace: &str,
+    scale: ScaleReading,
+    decision: Option<&Decision>,
+) -> Result<Option<Time>, TargetError> {
+    let Some(decision) = decision.filter(|d| d.desired != scale.desired) else {
+        return Ok(None);
+    };
     let target = &queue.spec.scale_target_ref;
-    let mut decision: Option<Decision> = None;
-    let outcome = async {
-        let (scale, source) = ctx.targets.read(&ctx.client, &namespace, target).await?;
-        ctx.metrics.target_read(source.as_str());
-        if seen.paused {
-            return Ok::<_, TargetError>((scale, None, None));
-        }
-        let policy = ScalingPolicy::from(&queue.spec);
-        let made = {
-            let mut histories = lock(&ctx.histories);
-            let clock = Instant::now();
-            let history = histories
-                .entry(object.clone())
-                .or_insert_with(|| History::starting_at(clock, scale.desired));
-            let made = decide(&policy, &observation, history, scale.desired, clock);
-            history.record(clock, &made, policy.stabilization_window);
-            made
-        };
-        let mut scaled_at = None;
-        if made.desired != scale.desired {
-            ctx.targets
-                .scale(&ctx.client, &namespace, target, made.desired)
-                .await?;
-            ctx.metrics.scale_events.inc();
-            scaled_at = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-            info!(%namespace, %name, reason = %made.reason, "scaled");
-        }
-        Ok((scale, Some(made), scaled_at))
-    }
-    .await;
+    ctx.targets
+        .scale(&ctx.client, namespace, target, decision.desired)
+        .await?;
+    ctx.metrics.scale_events.inc();
+    info!(reason = %decision.reason, "scaled");
+    Ok(Some(Time(k8s_openapi::jiff::Timestamp::now())))
+}
+
+/// Events and metrics for what happened, then the status when it is due.
+async fn report(
+    ctx: &Context,
+    queue: &TaskQueue,
+    namespace: &str,
+    key: ObjectRef<TaskQueue>,
+    queue_state: Result<QueueReading, Problem>,
+    scaling: Result<Scaling, Problem>,
+) -> Result<Action, ReconcileError> {
+    let interval = queue.spec.poll_interval.duration();
     // Fresh readings trigger reconciliation through the poller; the requeue is
     // only a safety net, so it need not add a second reconcile per interval.
     let mut requeue = (interval * 6).max(SAFETY_REQUEUE);
-    match outcome {
-        Ok((scale, made, scaled_at)) => {
-            seen.scale = Some(scale);
-            seen.scaled_at = scaled_at;
-            if let Some(made) = &made {
-                if seen.scaled_at.is_some() {
-                    ctx.events.scaled(&queue, made.reason.clone()).await;
-                }
-                let labels = QueueLabels {
-                    namespace: namespace.clone(),
-                    taskqueue: name.clone(),
-                    queue: queue.spec.queue.clone(),
-                };
-                if let Some(backlog) = made.backlog {
-                    ctx.metrics.backlog.get_or_create(&labels).set(backlog);
-                }
-                ctx.metrics
-                    .desired
-                    .get_or_create(&labels)
-                    .set(i64::from(made.desired));
-            }
-            decision = made;
-        }
-        Err(problem) => {
-            ctx.metrics.error(problem.reason());
-            warn!(%namespace, %name, %problem, "cannot scale the target");
-            ctx.events
-                .warn(&queue, problem.reason(), "Scale", problem.to_string())
-                .await;
-            seen.target_problem = Some((problem.reason(), problem.to_string()));
-            // A missing target usually appears soon after (same kubectl apply); then back off.
-            requeue = interval.max(Duration::from_secs(10));
-        }
+    if let Err(problem) = &queue_state {
+        warn!(problem = %problem.message, "broker unreadable; holding replicas");
+        ctx.events
+            .warn(queue, problem.reason, "ReadQueue", problem.message.clone())
+            .await;
     }
-    seen.decision = decision.as_ref();
-    let status = build(seen);
-    debug!(%namespace, %name, decision = ?status.last_decision, "decided");
-    if !status_due(&ctx, &object, queue.status.as_ref(), &status) {
-        return Ok(Action::requeue(requeue));
+    if let Err(problem) = &scaling {
+        ctx.metrics.error(problem.reason);
+        warn!(problem = %problem.message, "cannot scale the target");
+        ctx.events
+            .warn(queue, problem.reason, "Scale", problem.message.clone())
+            .await;
+        // A missing target usually appears soon after (same kubectl apply); then back off.
+        requeue = interval.max(Duration::from_secs(10));
     }
-    let api: Api<TaskQueue> = Api::namespaced(ctx.client.clone(), &namespace);
+    if let Ok((_, Some(decision), scaled_at)) = &scaling {
+        record_decision(ctx, queue, namespace, decision, scaled_at.is_some()).await;
+    }
+    let findings = Findings {
+        previous: queue.status.as_ref(),
+        generation: queue.metadata.generation,
+        now: Time(k8s_openapi::jiff::Timestamp::now()),
+        paused: queue.is_paused(),
+        queue: queue_state.as_ref(),
+        target: scaling
+            .as_ref()
+            .map(|(scale, decision, scaled_at)| TargetFindings {
+                scale: *scale,
+                decision: decision.as_ref(),
+                scaled_at: scaled_at.clone(),
+            }),
+    };
+    let status = build(&findings);
+    debug!(decision = ?status.last_decision, "decided");
+    if status_due(ctx, &key, queue.status.as_ref(), &status) {
+        write_status(ctx, queue, namespace, key, &status).await?;
+    }
+    Ok(Action::requeue(requeue))
+}
+
+/// A `Scaled` Event when the target was scaled, and the per-queue gauges.
+async fn record_decision(
+    ctx: &Context,
+    queue: &TaskQueue,
+    namespace: &str,
+    decision: &Decision,
+    scaled: bool,
+) {
+    if scaled {
+        ctx.events.scaled(queue, decision.reason.clone()).await;
+    }
+    let labels = QueueLabels {
+        namespace: namespace.to_owned(),
+        taskqueue: queue.name_any(),
+        queue: queue.spec.queue.clone(),
+    };
+    if let Some(backlog) = decision.backlog {
+        ctx.metrics.backlog.get_or_create(&labels).set(backlog);
+    }
+    ctx.metrics
+        .desired
+        .get_or_create(&labels)
+        .set(i64::from(decision.desired));
+}
+
+async fn write_status(
+    ctx: &Context,
+    queue: &TaskQueue,
+    namespace: &str,
+    key: ObjectRef<TaskQueue>,
+    status: &TaskQueueStatus,
+) -> Result<(), ReconcileError> {
+    let name = queue.name_any();
+    let api: Api<TaskQueue> = Api::namespaced(ctx.client.clone(), namespace);
     let patch = json!({"apiVersion": "warren.dev/v1alpha1", "kind": "TaskQueue", "status": status});
     api.patch_status(
         &name,
@@ -232,12 +299,16 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(|source| ReconcileError::Status {
-        name: name.clone(),
-        source,
-    })?;
-    lock(&ctx.status_writes).insert(object, Instant::now());
-    Ok(Action::requeue(requeue))
+    .map_err(|source| ReconcileError::Status { name, source })?;
+    lock(&ctx.status_writes).insert(key, Instant::now());
+    Ok(())
+}
+
+fn problem_of(reason: &'static str, error: &impl Display) -> Problem {
+    Problem {
+        reason,
+        message: error.to_string(),
+    }
 }
 
 /// Whether the status must be written: it changed (other than the reading's age),
@@ -245,7 +316,7 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
 /// quiet TaskQueues from costing a thousand writes per poll.
 fn status_due(
     ctx: &Context,
-    object: &ObjectRef<TaskQueue>,
+    key: &ObjectRef<TaskQueue>,
     old: Option<&TaskQueueStatus>,
     new: &TaskQueueStatus,
 ) -> bool {
@@ -255,13 +326,13 @@ fn status_due(
     };
     let changed = old.is_none_or(|old| without_age(old) != without_age(new));
     let stale = lock(&ctx.status_writes)
-        .get(object)
+        .get(key)
         .is_none_or(|at| at.elapsed() >= STATUS_HEARTBEAT);
     changed || stale
 }
 
 pub fn error_policy(queue: Arc<TaskQueue>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error(error.kind());
+    ctx.metrics.error(error.reason());
     warn!(name = %queue.name_any(), %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
 }

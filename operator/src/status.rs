@@ -1,123 +1,130 @@
-//! Building a TaskQueue's status from what one reconciliation saw and decided.
+//! Building a TaskQueue's status from what one reconciliation found and did.
 //! Pure: the reconciler writes the result with server-side apply.
 
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::conditions::{Observed, merge, with_ready};
+use crate::conditions::{ConditionDraft, ConditionType, merge, with_ready};
 use crate::crd::TaskQueueStatus;
 use crate::decision::{Decision, Limit, QueueReading};
 use crate::target::ScaleReading;
 
-/// Everything a reconciliation learned, good or bad.
-pub struct Seen<'a> {
-    pub previous: Option<&'a TaskQueueStatus>,
-    pub generation: Option<i64>,
-    pub reading: Option<&'a QueueReading>,
-    /// Why the broker could not be read, when it could not.
-    pub broker_problem: Option<(&'static str, String)>,
-    pub scale: Option<ScaleReading>,
-    /// Why the target could not be read or scaled, when it could not.
-    pub target_problem: Option<(&'static str, String)>,
-    pub decision: Option<&'a Decision>,
-    pub paused: bool,
-    /// When the target was scaled in this reconciliation.
-    pub scaled_at: Option<Time>,
-    pub now: Time,
+/// Something that went wrong, as conditions and Events show it: a stable reason
+/// (also the metrics label) and a message a person can act on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
 }
 
-pub fn build(seen: Seen<'_>) -> TaskQueueStatus {
-    let previous = seen.previous.cloned().unwrap_or_default();
-    let mut observed = Vec::new();
-    observed.push(match &seen.broker_problem {
-        None => Observed::new(
-            "BrokerReachable",
-            true,
-            "ReadingFresh",
-            "the management API answers",
-        ),
-        Some((reason, message)) => Observed::new("BrokerReachable", false, reason, message.clone()),
-    });
-    observed.push(if seen.paused {
-        Observed::new(
-            "ScalingActive",
-            false,
-            "Paused",
-            "annotation warren.dev/paused is \"true\"; replicas are held",
-        )
-    } else if let Some((reason, message)) = &seen.target_problem {
-        Observed::new("ScalingActive", false, reason, message.clone())
-    } else if seen.broker_problem.is_some() {
-        Observed::new(
-            "ScalingActive",
-            false,
-            "BrokerUnreadable",
-            "holding replicas until the queue can be read",
-        )
-    } else {
-        Observed::new(
-            "ScalingActive",
-            true,
-            "ScalingOnBacklog",
-            "replicas follow the queue's backlog",
-        )
-    });
-    observed.push(match seen.decision.and_then(|d| d.limited) {
-        Some(Limit::MaxReplicas) => Observed::new(
-            "ScalingLimited",
-            true,
-            "TooManyReplicas",
-            "the backlog asks for more than maxReplicas",
-        ),
-        Some(Limit::MinReplicas) => Observed::new(
-            "ScalingLimited",
-            true,
-            "TooFewReplicas",
-            "the backlog asks for fewer than minReplicas",
-        ),
-        Some(Limit::MaxStep) => Observed::new(
-            "ScalingLimited",
-            true,
-            "ScaleUpStepLimited",
-            "scaleUp.maxStep limits this step",
-        ),
-        None => Observed::new(
-            "ScalingLimited",
-            false,
-            "DesiredWithinRange",
-            "the desired count is within bounds",
-        ),
-    });
+/// The target's counts, and what was decided and done about them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetFindings<'a> {
+    pub scale: ScaleReading,
+    /// `None` while paused: nothing is decided.
+    pub decision: Option<&'a Decision>,
+    /// When the target was scaled in this reconciliation, if it was.
+    pub scaled_at: Option<Time>,
+}
+
+/// Everything one reconciliation found and did, good or bad.
+pub struct Findings<'a> {
+    pub previous: Option<&'a TaskQueueStatus>,
+    pub generation: Option<i64>,
+    pub now: Time,
+    pub paused: bool,
+    /// The queue as the poller read it, or why it could not be read.
+    pub queue: Result<&'a QueueReading, &'a Problem>,
+    /// The target, or why it could not be read or scaled.
+    pub target: Result<TargetFindings<'a>, &'a Problem>,
+}
+
+impl Findings<'_> {
+    fn decision(&self) -> Option<&Decision> {
+        self.target.as_ref().ok().and_then(|t| t.decision)
+    }
+}
+
+pub fn build(findings: &Findings<'_>) -> TaskQueueStatus {
+    let previous = findings.previous.cloned().unwrap_or_default();
+    let drafts = vec![
+        broker_reachable(findings),
+        scaling_active(findings),
+        scaling_limited(findings.decision()),
+    ];
     let conditions = merge(
         &previous.conditions,
-        with_ready(observed),
-        &seen.now,
-        seen.generation,
+        with_ready(drafts),
+        &findings.now,
+        findings.generation,
     );
-    let reading = seen.reading;
+    let reading = findings.queue.ok();
+    let decision = findings.decision();
+    let target = findings.target.as_ref().ok();
     TaskQueueStatus {
-        observed_generation: seen.generation,
+        observed_generation: findings.generation,
         ready: reading.map(|r| r.ready).or(previous.ready),
         unacked: reading.map(|r| r.unacked).or(previous.unacked),
-        backlog: seen.decision.and_then(|d| d.backlog).or(previous.backlog),
+        backlog: decision.and_then(|d| d.backlog).or(previous.backlog),
         consumers: reading.map(|r| r.consumers).or(previous.consumers),
         publish_rate: reading
             .and_then(|r| r.publish_rate)
             .or(previous.publish_rate),
         ack_rate: reading.and_then(|r| r.ack_rate).or(previous.ack_rate),
         reading_age: reading.map(|r| age(r.age)).or(previous.reading_age),
-        replicas: seen.scale.map(|s| s.running).or(previous.replicas),
-        desired_replicas: seen
-            .decision
-            .map(|d| d.desired)
-            .or(previous.desired_replicas),
-        last_scale_time: seen.scaled_at.or(previous.last_scale_time),
-        last_decision: seen
-            .decision
+        replicas: target.map(|t| t.scale.running).or(previous.replicas),
+        desired_replicas: decision.map(|d| d.desired).or(previous.desired_replicas),
+        last_scale_time: target
+            .and_then(|t| t.scaled_at.clone())
+            .or(previous.last_scale_time),
+        last_decision: decision
             .map(|d| d.reason.clone())
             .or(previous.last_decision),
         conditions,
+    }
+}
+
+fn broker_reachable(findings: &Findings<'_>) -> ConditionDraft {
+    match findings.queue {
+        Ok(_) => ConditionType::BrokerReachable.holds("ReadingFresh", "the management API answers"),
+        Err(problem) => ConditionType::BrokerReachable.fails(problem.reason, &problem.message),
+    }
+}
+
+fn scaling_active(findings: &Findings<'_>) -> ConditionDraft {
+    let active = ConditionType::ScalingActive;
+    if findings.paused {
+        return active.fails(
+            "Paused",
+            "annotation warren.dev/paused is \"true\"; replicas are held",
+        );
+    }
+    match (&findings.target, &findings.queue) {
+        (Err(problem), _) => active.fails(problem.reason, &problem.message),
+        (Ok(_), Err(_)) => active.fails(
+            "BrokerUnreadable",
+            "holding replicas until the queue can be read",
+        ),
+        (Ok(_), Ok(_)) => active.holds("ScalingOnBacklog", "replicas follow the queue's backlog"),
+    }
+}
+
+fn scaling_limited(decision: Option<&Decision>) -> ConditionDraft {
+    let limited = ConditionType::ScalingLimited;
+    match decision.and_then(|d| d.limited) {
+        Some(Limit::MaxReplicas) => limited.holds(
+            "TooManyReplicas",
+            "the backlog asks for more than maxReplicas",
+        ),
+        Some(Limit::MinReplicas) => limited.holds(
+            "TooFewReplicas",
+            "the backlog asks for fewer than minReplicas",
+        ),
+        Some(Limit::MaxStep) => {
+            limited.holds("ScaleUpStepLimited", "scaleUp.maxStep limits this step")
+        }
+        None => limited.fails("DesiredWithinRange", "the desired count is within bounds"),
     }
 }
 
@@ -130,73 +137,109 @@ mod tests {
     use super::*;
     use k8s_openapi::jiff::Timestamp;
 
-    fn seen<'a>(now: i64) -> Seen<'a> {
-        Seen {
-            previous: None,
-            generation: Some(3),
-            reading: None,
-            broker_problem: None,
-            scale: None,
-            target_problem: None,
-            decision: None,
-            paused: false,
-            scaled_at: None,
-            now: Time(Timestamp::from_second(now).expect("time")),
-        }
-    }
+    const SCALE: ScaleReading = ScaleReading {
+        desired: 1,
+        running: 1,
+    };
 
-    fn condition<'a>(status: &'a TaskQueueStatus, type_: &str) -> (&'a str, &'a str) {
-        let c = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == type_)
-            .expect("condition");
-        (c.status.as_str(), c.reason.as_str())
-    }
-
-    #[test]
-    fn broker_trouble_is_reported_without_losing_the_last_reading() {
-        let reading = QueueReading {
+    fn reading() -> QueueReading {
+        QueueReading {
             ready: 7,
             unacked: 1,
             consumers: 2,
             publish_rate: Some(1.5),
             ack_rate: None,
             age: Duration::from_millis(1200),
-        };
-        let good = build(Seen {
-            reading: Some(&reading),
-            ..seen(100)
-        });
+        }
+    }
+
+    fn findings<'a>(now: i64, queue: Result<&'a QueueReading, &'a Problem>) -> Findings<'a> {
+        Findings {
+            previous: None,
+            generation: Some(3),
+            now: Time(Timestamp::from_second(now).expect("time")),
+            paused: false,
+            queue,
+            target: Ok(TargetFindings {
+                scale: SCALE,
+                decision: None,
+                scaled_at: None,
+            }),
+        }
+    }
+
+    fn condition(status: &TaskQueueStatus, type_: ConditionType) -> (&str, &str) {
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_.as_str())
+            .expect("condition");
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn broker_trouble_is_reported_without_losing_the_last_reading() {
+        let reading = reading();
+        let good = build(&findings(100, Ok(&reading)));
         assert_eq!(
             (good.ready, good.reading_age.as_deref()),
             (Some(7), Some("1.2s"))
         );
-        assert_eq!(condition(&good, "Ready"), ("True", "Scaling"));
-        let bad = build(Seen {
+        assert_eq!(condition(&good, ConditionType::Ready), ("True", "Scaling"));
+        let problem = Problem {
+            reason: "Unauthorized",
+            message: "401".into(),
+        };
+        let bad = build(&Findings {
             previous: Some(&good),
-            broker_problem: Some(("Unauthorized", "401".into())),
-            ..seen(200)
+            ..findings(200, Err(&problem))
         });
         assert_eq!(bad.ready, Some(7), "last known reading kept");
         assert_eq!(
-            condition(&bad, "BrokerReachable"),
+            condition(&bad, ConditionType::BrokerReachable),
             ("False", "Unauthorized")
         );
         assert_eq!(
-            condition(&bad, "ScalingActive"),
+            condition(&bad, ConditionType::ScalingActive),
             ("False", "BrokerUnreadable")
         );
-        assert_eq!(condition(&bad, "Ready"), ("False", "Unauthorized"));
+        assert_eq!(
+            condition(&bad, ConditionType::Ready),
+            ("False", "Unauthorized")
+        );
+    }
+
+    #[test]
+    fn a_target_problem_stops_scaling_and_keeps_the_last_counts() {
+        let reading = reading();
+        let scaled = build(&findings(1, Ok(&reading)));
+        let problem = Problem {
+            reason: "TargetNotFound",
+            message: "Deployment \"w\" not found".into(),
+        };
+        let missing = build(&Findings {
+            previous: Some(&scaled),
+            target: Err(&problem),
+            ..findings(2, Ok(&reading))
+        });
+        assert_eq!(
+            condition(&missing, ConditionType::ScalingActive),
+            ("False", "TargetNotFound")
+        );
+        assert_eq!(missing.replicas, Some(1), "last known replicas kept");
     }
 
     #[test]
     fn paused_and_limited() {
-        let paused = build(Seen {
+        let reading = reading();
+        let paused = build(&Findings {
             paused: true,
-            ..seen(1)
+            ..findings(1, Ok(&reading))
         });
-        assert_eq!(condition(&paused, "ScalingActive"), ("False", "Paused"));
+        assert_eq!(
+            condition(&paused, ConditionType::ScalingActive),
+            ("False", "Paused")
+        );
         let decision = Decision {
             desired: 20,
             reason: "1 -> 20".into(),
@@ -205,12 +248,16 @@ mod tests {
             backlog: Some(500),
             limited: Some(Limit::MaxReplicas),
         };
-        let limited = build(Seen {
-            decision: Some(&decision),
-            ..seen(1)
+        let limited = build(&Findings {
+            target: Ok(TargetFindings {
+                scale: SCALE,
+                decision: Some(&decision),
+                scaled_at: None,
+            }),
+            ..findings(1, Ok(&reading))
         });
         assert_eq!(
-            condition(&limited, "ScalingLimited"),
+            condition(&limited, ConditionType::ScalingLimited),
             ("True", "TooManyReplicas")
         );
         assert_eq!(limited.desired_replicas, Some(20));

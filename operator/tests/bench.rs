@@ -1,6 +1,6 @@
 //! Operator benchmarks, run by `make bench` (ignored by `cargo test`):
 //! - reaction: backlog appears -> `/scale` patched, over 20+ trials at a 1 s poll
-//!   interval (the dev broker's statistics interval is 1 s too);
+//!   interval (with the dev broker's statistics interval as configured);
 //! - scale: 1,000 TaskQueues over 1,000 queues on one broker: management API
 //!   requests per interval, reconciliations per 5 s interval, operator RSS.
 //!
@@ -15,6 +15,22 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use support::*;
+
+/// The reaction benchmark's TaskQueue polls this often.
+const POLL_INTERVAL_S: f64 = 1.0;
+
+/// `collect_statistics_interval` of the dev broker, as `make rabbitmq-up` configured
+/// it (`.local/rabbitmq/rabbitmq.conf`); `None` when the file does not say.
+fn configured_statistics_interval_s() -> Option<f64> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/rabbitmq/rabbitmq.conf");
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .find(|(key, _)| key.trim() == "collect_statistics_interval")
+        .and_then(|(_, ms)| ms.trim().parse::<f64>().ok())
+        .map(|ms| ms / 1000.0)
+}
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     let rank = (q * sorted.len() as f64).ceil() as usize;
@@ -40,18 +56,9 @@ fn write_result(name: &str, value: &serde_json::Value) {
     println!("{}", serde_json::to_string(value).expect("json"));
 }
 
-fn counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 #[ignore = "benchmark: run by make bench"]
-async fn reaction_time() {
+async fn bench_reaction_time() {
     let trials: usize = std::env::var("WARREN_BENCH_TRIALS")
         .ok()
         .and_then(|t| t.parse().ok())
@@ -65,7 +72,7 @@ async fn reaction_time() {
     let _operator = OperatorProcess::spawn(&ns.name, &[], &[]);
     let body = json!({"metadata": {"name": "react"}, "spec": {
         "queue": queue, "scaleTargetRef": {"name": "worker-r"}, "minReplicas": 1, "maxReplicas": 10,
-        "targetBacklogPerReplica": 10, "pollInterval": "1s",
+        "targetBacklogPerReplica": 10, "pollInterval": format!("{POLL_INTERVAL_S}s"),
         "scaleDown": {"stabilizationWindow": "0s", "scaleToZeroDelay": "0s"}}});
     apply_taskqueue(&client, &ns.name, body)
         .await
@@ -100,8 +107,8 @@ async fn reaction_time() {
         "operator-reaction.json",
         &json!({
             "trials": trials,
-            "poll_interval_s": 1.0,
-            "broker_statistics_interval_s": 1.0,
+            "poll_interval_s": POLL_INTERVAL_S,
+            "broker_statistics_interval_configured_s": configured_statistics_interval_s(),
             "p50_s": percentile(&sorted, 0.5),
             "p95_s": percentile(&sorted, 0.95),
             "max_s": sorted.last(),
@@ -114,7 +121,7 @@ async fn reaction_time() {
 
 #[tokio::test]
 #[ignore = "benchmark: run by make bench"]
-async fn thousand_taskqueues() {
+async fn bench_thousand_taskqueues() {
     let count: usize = std::env::var("WARREN_BENCH_QUEUES")
         .ok()
         .and_then(|t| t.parse().ok())
@@ -180,7 +187,12 @@ async fn thousand_taskqueues() {
     let before = operator.metrics().await;
     tokio::time::sleep(Duration::from_secs(15)).await;
     let after = operator.metrics().await;
-    let per_interval = |name: &str| (counter(&after, name) - counter(&before, name)) / 3.0;
+    let delta = |name: &str| counter(&after, name) - counter(&before, name);
+    let per_interval = |name: &str| delta(name) / 3.0;
+    // One poll per broker per interval: requests per poll is exact whatever the
+    // window's phase.
+    let requests_per_poll = delta("warren_operator_management_requests_total")
+        / delta("warren_operator_broker_poll_seconds_count");
     let window_end = Timestamp::now();
     // Let the decisions of a poll that began just before the end reach the log.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -202,6 +214,7 @@ async fn thousand_taskqueues() {
             "objects_created_in_s": created_in.as_secs_f64(),
             "all_decided_once_in_s": first_decisions_in.as_secs_f64(),
             "management_requests_per_5s_interval": per_interval("warren_operator_management_requests_total"),
+            "management_requests_per_poll": requests_per_poll,
             "reconciles_per_5s_interval": per_interval("warren_operator_reconciles_total"),
             "window_s": window_end.duration_since(window_start).as_secs_f64(),
             "taskqueues_decided_in_window": gaps.decided,
@@ -217,6 +230,25 @@ async fn thousand_taskqueues() {
         .basic_auth("guest", Some("guest"))
         .send()
         .await;
+    // The targets (docs/benchmarks.md), checked after the figures are written.
+    let pages = count.div_ceil(500) as f64;
+    assert!(
+        requests_per_poll <= pages,
+        "{requests_per_poll} management requests per poll; target {pages} (one per 500 queues)"
+    );
+    assert_eq!(gaps.decided, count, "TaskQueues re-decided in the window");
+    assert!(
+        gaps.fewest >= 2,
+        "a TaskQueue was decided only {} times in 15 s",
+        gaps.fewest
+    );
+    assert!(
+        gaps.p99_gap_s <= 7.5,
+        "p99 gap between decisions {} s; target one 5 s interval",
+        gaps.p99_gap_s
+    );
+    let rss_mib = rss_kib as f64 / 1024.0;
+    assert!(rss_mib <= 64.0, "peak RSS {rss_mib:.1} MiB; target 64 MiB");
 }
 
 /// How often each TaskQueue was re-decided in a window, from the operator's debug

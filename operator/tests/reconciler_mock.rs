@@ -97,8 +97,19 @@ async fn body_json(request: Request<Body>) -> Value {
     serde_json::from_slice(&bytes).expect("json body")
 }
 
-/// Answers the reconciler's requests up to the status patch, asserting each.
-async fn serve_until_status(handle: &mut Handle, status_reply: StatusCode) -> Value {
+/// The API server's list of apps/v1 resources, with or without `/scale`.
+fn apps_v1(with_scale: bool) -> Value {
+    let mut resources = vec![
+        json!({"name": "deployments", "singularName": "deployment", "namespaced": true, "kind": "Deployment", "verbs": ["get", "list", "patch"]}),
+    ];
+    if with_scale {
+        resources.push(json!({"name": "deployments/scale", "singularName": "", "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
+    }
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1", "resources": resources})
+}
+
+/// Answers the Secret GET with 404 and the discovery of the target's kind.
+async fn serve_secret_and_discovery(handle: &mut Handle, with_scale: bool) {
     let (request, send) = next(handle).await;
     assert_eq!(
         (request.method().as_str(), request.uri().path()),
@@ -109,36 +120,34 @@ async fn serve_until_status(handle: &mut Handle, status_reply: StatusCode) -> Va
     let (request, send) = next(handle).await;
     assert_eq!(
         request.uri().path(),
+        "/apis/apps/v1",
+        "discovery of the target kind"
+    );
+    send.send_response(respond(StatusCode::OK, apps_v1(with_scale)));
+}
+
+/// Answers a Warning Event post, asserting its reason; returns its note.
+async fn serve_warning(handle: &mut Handle, reason: &str) -> String {
+    let (request, send) = next(handle).await;
+    assert_eq!(
+        request.uri().path(),
         "/apis/events.k8s.io/v1/namespaces/ns/events"
     );
     let event = body_json(request).await;
     assert_eq!(
         (event["type"].as_str(), event["reason"].as_str()),
-        (Some("Warning"), Some("CredentialsInvalid"))
-    );
-    assert!(
-        event["note"]
-            .as_str()
-            .unwrap_or("")
-            .contains("Secret \"creds\" not found"),
+        (Some("Warning"), Some(reason)),
         "{event}"
     );
+    let note = event["note"].as_str().unwrap_or("").to_owned();
     send.send_response(respond(StatusCode::CREATED, event));
+    note
+}
 
-    let (request, send) = next(handle).await;
-    assert_eq!(
-        request.uri().path(),
-        "/apis/apps/v1",
-        "discovery of the target kind"
-    );
-    send.send_response(respond(StatusCode::OK, json!({
-        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1",
-        "resources": [
-            {"name": "deployments", "singularName": "deployment", "namespaced": true, "kind": "Deployment", "verbs": ["get", "list", "patch"]},
-            {"name": "deployments/scale", "singularName": "", "namespaced": true, "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}
-        ]
-    })));
-
+/// Answers the reconciler's requests up to the status patch, asserting each:
+/// observe (Secret, discovery, /scale), then report (Events, status).
+async fn serve_until_status(handle: &mut Handle, status_reply: StatusCode) -> Value {
+    serve_secret_and_discovery(handle, true).await;
     let (request, send) = next(handle).await;
     assert_eq!(
         request.uri().path(),
@@ -146,11 +155,14 @@ async fn serve_until_status(handle: &mut Handle, status_reply: StatusCode) -> Va
     );
     send.send_response(not_found("deployments.apps \"worker-a\""));
 
-    let (request, send) = next(handle).await;
-    let event = body_json(request).await;
-    assert_eq!(event["reason"], "TargetNotFound", "{event}");
-    send.send_response(respond(StatusCode::CREATED, event));
+    let note = serve_warning(handle, "SecretNotFound").await;
+    assert!(note.contains("Secret \"creds\" not found"), "{note}");
+    serve_warning(handle, "TargetNotFound").await;
+    serve_status(handle, status_reply).await
+}
 
+/// Answers the status patch with `status_reply`; returns the patch.
+async fn serve_status(handle: &mut Handle, status_reply: StatusCode) -> Value {
     let (request, send) = next(handle).await;
     assert_eq!(
         (request.method().as_str(), request.uri().path()),
@@ -210,7 +222,7 @@ async fn missing_secret_and_target_are_reported_not_crashed_on() {
         .collect();
     assert_eq!(
         conditions["BrokerReachable"],
-        ("False".into(), "CredentialsInvalid".into())
+        ("False".into(), "SecretNotFound".into())
     );
     assert_eq!(
         conditions["ScalingActive"],
@@ -222,6 +234,23 @@ async fn missing_secret_and_target_are_reported_not_crashed_on() {
         patch["status"].get("desiredReplicas").is_none(),
         "nothing decided without a target"
     );
+}
+
+#[tokio::test]
+async fn a_kind_without_scale_is_reported_as_unscalable() {
+    let (ctx, mut handle) = context();
+    let server = tokio::spawn(async move {
+        serve_secret_and_discovery(&mut handle, false).await;
+        serve_warning(&mut handle, "SecretNotFound").await;
+        let note = serve_warning(&mut handle, "TargetUnscalable").await;
+        serve_status(&mut handle, StatusCode::OK).await;
+        note
+    });
+    reconcile(Arc::new(taskqueue()), Arc::clone(&ctx))
+        .await
+        .expect("reconcile reports, does not fail");
+    let note = server.await.expect("server");
+    assert!(note.contains("deployments/scale"), "{note}");
 }
 
 #[tokio::test]
@@ -244,7 +273,7 @@ async fn a_failed_status_write_is_an_error_that_requeues() {
     assert!(
         ctx.metrics
             .encode()
-            .contains("warren_operator_errors_total{kind=\"StatusWriteFailed\"} 1")
+            .contains("warren_operator_errors_total{reason=\"StatusWriteFailed\"} 1")
     );
 }
 

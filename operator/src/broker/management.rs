@@ -156,12 +156,18 @@ impl ManagementClient {
         let Some(pem) = &endpoint.ca_pem else {
             return Ok(self.http.clone());
         };
-        let certificate = reqwest::Certificate::from_pem(pem)
-            .map_err(|e| BrokerError::Credentials(format!("the CA bundle is not PEM: {e}")))?;
+        let certificate =
+            reqwest::Certificate::from_pem(pem).map_err(|e| BrokerError::CaBundle {
+                url: endpoint.url.clone(),
+                reason: format!("not PEM: {e}"),
+            })?;
         reqwest::Client::builder()
             .add_root_certificate(certificate)
             .build()
-            .map_err(|e| BrokerError::Credentials(format!("cannot use the CA bundle: {e}")))
+            .map_err(|e| BrokerError::CaBundle {
+                url: endpoint.url.clone(),
+                reason: e.to_string(),
+            })
     }
 
     async fn fetch(

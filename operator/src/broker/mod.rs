@@ -85,13 +85,13 @@ pub enum BrokerError {
     Unreachable { url: String, reason: String },
     #[error("the management API at {url} sent a malformed answer: {reason}")]
     Malformed { url: String, reason: String },
-    #[error("cannot use the credentials Secret: {0}")]
-    Credentials(String),
+    #[error("cannot use the CA bundle for {url}: {reason}")]
+    CaBundle { url: String, reason: String },
 }
 
 impl BrokerError {
-    /// A short, stable name for metrics labels and condition reasons.
-    pub fn kind(&self) -> &'static str {
+    /// A short, stable name for metrics labels, condition and Event reasons.
+    pub fn reason(&self) -> &'static str {
         match self {
             Self::Unauthorized { .. } => "Unauthorized",
             Self::Forbidden { .. } => "Forbidden",
@@ -101,7 +101,7 @@ impl BrokerError {
             Self::Timeout { .. } => "Timeout",
             Self::Unreachable { .. } => "Unreachable",
             Self::Malformed { .. } => "MalformedResponse",
-            Self::Credentials(_) => "CredentialsInvalid",
+            Self::CaBundle { .. } => "CaBundleInvalid",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The broker poller: an in-memory index of which TaskQueue watches which queue on
 //! which broker, and one polling loop per broker that reads every watched queue in
-//! one batched listing per interval (per vhost), stores the readings with their
+//! one batched listing per interval (per vhost), stores the samples with their
 //! time, and triggers the reconciliation of the TaskQueues they concern.
 //!
 //! Most cycles make a fresh totals listing (ready, unacked); every
@@ -33,7 +33,7 @@ pub struct Watch {
 
 /// The latest reading of a queue, or why there is none, and when it was taken.
 #[derive(Debug, Clone)]
-pub struct Reading {
+pub struct Sample {
     pub result: Result<QueueStats, BrokerError>,
     pub taken_at: Instant,
 }
@@ -46,7 +46,7 @@ pub const STATS_EVERY: u64 = 6;
 #[derive(Default)]
 struct State {
     watches: HashMap<ObjectRef<TaskQueue>, Watch>,
-    readings: HashMap<(Endpoint, QueueKey), Reading>,
+    samples: HashMap<(Endpoint, QueueKey), Sample>,
     loops: HashMap<Endpoint, tokio::task::JoinHandle<()>>,
 }
 
@@ -102,15 +102,15 @@ impl BrokerPoller {
         lock(&self.state).watches.keys().cloned().collect()
     }
 
-    /// The latest reading for what `object` watches.
-    pub fn reading(&self, object: &ObjectRef<TaskQueue>) -> Option<Reading> {
+    /// The latest sample of what `object` watches.
+    pub fn latest(&self, object: &ObjectRef<TaskQueue>) -> Option<Sample> {
         let state = lock(&self.state);
         let watch = state.watches.get(object)?;
         let key = (
             watch.endpoint.clone(),
             (watch.vhost.clone(), watch.queue.clone()),
         );
-        state.readings.get(&key).cloned()
+        state.samples.get(&key).cloned()
     }
 
     fn stop_idle_loops(&self, state: &mut State) {
@@ -127,7 +127,7 @@ impl BrokerPoller {
             if let Some(handle) = state.loops.remove(&endpoint) {
                 handle.abort();
             }
-            state.readings.retain(|(e, _), _| e != &endpoint);
+            state.samples.retain(|(e, _), _| e != &endpoint);
             debug!(url = %endpoint.url, "stopped polling a broker nobody watches");
         }
     }
@@ -153,7 +153,7 @@ impl BrokerPoller {
                     let (listing, made) = self.client.list(&endpoint, vhost, queues, mode).await;
                     requests += made;
                     if let Err(error) = &listing {
-                        self.metrics.error(error.kind());
+                        self.metrics.error(error.reason());
                         warn!(url = %endpoint.url, %vhost, %error, "broker read failed");
                     }
                     let now = Instant::now();
@@ -204,7 +204,7 @@ impl BrokerPoller {
         Some((wanted, interval?.max(Duration::from_millis(200))))
     }
 
-    /// Stores readings and returns the TaskQueues they concern.
+    /// Stores samples and returns the TaskQueues they concern.
     fn store(
         &self,
         endpoint: &Endpoint,
@@ -216,8 +216,8 @@ impl BrokerPoller {
         let keys: BTreeSet<QueueKey> = fresh.iter().map(|(k, _)| k.clone()).collect();
         for (key, result) in fresh {
             let slot = (endpoint.clone(), key);
-            let merged = merge(state.readings.get(&slot), mode, result, now);
-            state.readings.insert(slot, merged);
+            let merged = merge(state.samples.get(&slot), mode, result, now);
+            state.samples.insert(slot, merged);
         }
         state
             .watches
@@ -233,16 +233,16 @@ impl BrokerPoller {
 /// Combines a new listing with the previous reading: counts and their time come
 /// from totals listings (fresh), consumers and rates from statistics listings.
 fn merge(
-    previous: Option<&Reading>,
+    previous: Option<&Sample>,
     mode: ListMode,
     fresh: Result<QueueStats, BrokerError>,
     now: Instant,
-) -> Reading {
+) -> Sample {
     let previous_ok =
         previous.and_then(|p| p.result.as_ref().ok().map(|stats| (stats, p.taken_at)));
     let result = match (fresh, mode, previous_ok) {
         (Err(error), _, _) => {
-            return Reading {
+            return Sample {
                 result: Err(error),
                 taken_at: now,
             };
@@ -259,14 +259,14 @@ fn merge(
                 unacked: before.unacked,
                 ..stats
             };
-            return Reading {
+            return Sample {
                 result: Ok(merged),
                 taken_at,
             };
         }
         (Ok(stats), _, None) => stats,
     };
-    Reading {
+    Sample {
         result: Ok(result),
         taken_at: now,
     }
@@ -308,7 +308,9 @@ mod tests {
         let failed = merge(
             Some(&after_stats),
             ListMode::Totals,
-            Err(BrokerError::Credentials("x".into())),
+            Err(BrokerError::Unauthorized {
+                url: "http://rabbitmq:15672".into(),
+            }),
             t2,
         );
         assert!(failed.result.is_err());

@@ -40,6 +40,13 @@ pub enum TargetError {
         name: String,
         reason: String,
     },
+    #[error("cannot discover scaleTargetRef apiVersion {api_version:?} kind {kind:?}: {source}")]
+    Discovery {
+        api_version: String,
+        kind: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("Kubernetes API error on {kind} {name:?}: {source}")]
     Api {
         kind: String,
@@ -55,6 +62,7 @@ impl TargetError {
             Self::NotFound { .. } => "TargetNotFound",
             Self::UnknownKind { .. } | Self::ClusterScoped { .. } => "TargetKindInvalid",
             Self::Unscalable { .. } => "TargetUnscalable",
+            Self::Discovery { .. } => "DiscoveryFailed",
             Self::Api { .. } => "TargetApiError",
         }
     }
@@ -164,23 +172,7 @@ impl Targets {
         let resource = match cached {
             Some(resource) => resource,
             None => {
-                let (group, version) = match target.api_version.split_once('/') {
-                    Some((group, version)) => (group, version),
-                    None => ("", target.api_version.as_str()),
-                };
-                let gvk = GroupVersionKind::gvk(group, version, &target.kind);
-                let (resource, capabilities) =
-                    pinned_kind(client, &gvk)
-                        .await
-                        .map_err(|_| TargetError::UnknownKind {
-                            api_version: target.api_version.clone(),
-                            kind: target.kind.clone(),
-                        })?;
-                if capabilities.scope != Scope::Namespaced {
-                    return Err(TargetError::ClusterScoped {
-                        kind: target.kind.clone(),
-                    });
-                }
+                let resource = discover(client, target).await?;
                 lock(&self.resolved).insert(key, resource.clone());
                 resource
             }
@@ -189,25 +181,59 @@ impl Targets {
     }
 }
 
-fn classify(error: kube::Error, namespace: &str, target: &ScaleTargetRef) -> TargetError {
-    match &error {
-        kube::Error::Api(status) if status.code == 404 => {
-            // 404 on /scale is either a missing object or a kind without /scale; the
-            // message of the former names the object.
-            if status.message.contains(&target.name) || status.reason == "NotFound" {
-                TargetError::NotFound {
-                    kind: target.kind.clone(),
-                    name: target.name.clone(),
-                    namespace: namespace.to_owned(),
-                }
-            } else {
-                TargetError::Unscalable {
-                    kind: target.kind.clone(),
-                    name: target.name.clone(),
-                    reason: status.message.clone(),
-                }
+/// The kind's resource, checked to be namespaced and to have `/scale`.
+async fn discover(client: &Client, target: &ScaleTargetRef) -> Result<ApiResource, TargetError> {
+    let (group, version) = match target.api_version.split_once('/') {
+        Some((group, version)) => (group, version),
+        None => ("", target.api_version.as_str()),
+    };
+    let gvk = GroupVersionKind::gvk(group, version, &target.kind);
+    let (resource, capabilities) = pinned_kind(client, &gvk).await.map_err(|error| {
+        let unknown = match &error {
+            kube::Error::Api(status) => status.code == 404,
+            kube::Error::Discovery(_) => true,
+            _ => false,
+        };
+        if unknown {
+            TargetError::UnknownKind {
+                api_version: target.api_version.clone(),
+                kind: target.kind.clone(),
+            }
+        } else {
+            TargetError::Discovery {
+                api_version: target.api_version.clone(),
+                kind: target.kind.clone(),
+                source: error,
             }
         }
+    })?;
+    if capabilities.scope != Scope::Namespaced {
+        return Err(TargetError::ClusterScoped {
+            kind: target.kind.clone(),
+        });
+    }
+    if !capabilities
+        .subresources
+        .iter()
+        .any(|(sub, _)| sub.plural == "scale")
+    {
+        return Err(TargetError::Unscalable {
+            kind: target.kind.clone(),
+            name: target.name.clone(),
+            reason: format!("the API server lists no {}/scale", resource.plural),
+        });
+    }
+    Ok(resource)
+}
+
+fn classify(error: kube::Error, namespace: &str, target: &ScaleTargetRef) -> TargetError {
+    match &error {
+        // Kinds without /scale are refused at discovery, so a 404 here is the object.
+        kube::Error::Api(status) if status.code == 404 => TargetError::NotFound {
+            kind: target.kind.clone(),
+            name: target.name.clone(),
+            namespace: namespace.to_owned(),
+        },
         _ => TargetError::Api {
             kind: target.kind.clone(),
             name: target.name.clone(),

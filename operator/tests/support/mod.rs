@@ -271,6 +271,43 @@ impl OperatorProcess {
             .await
             .expect("metrics text")
     }
+
+    /// `warren_operator_reconciles_total` of this process.
+    pub async fn reconciles(&self) -> u64 {
+        counter(&self.metrics().await, "warren_operator_reconciles_total") as u64
+    }
+
+    /// Waits until this process has reconciled `more` more times: the condition
+    /// for "the operator looked again and decided", instead of a sleep.
+    pub async fn wait_reconciles(&self, more: u64, within: Duration) {
+        let target = self.reconciles().await + more;
+        eventually(within, &format!("{more} more reconciliations"), || async {
+            self.reconciles().await >= target
+        })
+        .await;
+    }
+}
+
+/// The value of an unlabelled counter in Prometheus text, 0 when absent.
+pub fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Who holds the Lease `name` in `namespace`, if anyone.
+pub async fn lease_holder(client: &Client, namespace: &str, name: &str) -> Option<String> {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), namespace);
+    leases
+        .get(name)
+        .await
+        .ok()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
 }
 
 impl Drop for OperatorProcess {
