@@ -17,9 +17,7 @@
 
 pub mod config;
 pub mod delivery;
-pub mod demo;
 pub mod disposition;
-pub mod http;
 pub mod metrics;
 pub mod registry;
 pub mod retry;

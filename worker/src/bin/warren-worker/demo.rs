@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::registry::{TaskError, TaskRegistry, TaskRequest};
+use warren_worker::{TaskError, TaskRegistry, TaskRequest};
 
 /// The registry the `warren-worker` binary serves.
 pub fn demo_registry() -> TaskRegistry {

@@ -1,16 +1,24 @@
 //! `warren-worker`: serves the demo tasks `task_a` and `task_b` from one queue.
+//!
+//! The demo tasks live here, with the binary, so that a user of the
+//! `warren_worker` library compiles only the runtime.
 
-use std::io::IsTerminal;
+mod demo;
+
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
+use warren_process::{LogFormat, Probes, init_tracing, serve_health, shutdown_on_signal};
 use warren_worker::config::{DEFAULT_AMQP_URL, default_name};
-use warren_worker::demo::demo_registry;
+use warren_worker::metrics::WorkerMetrics;
 use warren_worker::{RetryPolicy, Worker, WorkerConfig};
+
+use crate::demo::demo_registry;
 
 /// Consume Celery-compatible task messages from one RabbitMQ queue and run them.
 #[derive(Debug, Parser)]
@@ -48,16 +56,10 @@ struct Args {
     log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing(args.log_format);
+    init_tracing(args.log_format, "info,lapin=off")?;
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
@@ -94,49 +96,20 @@ async fn main() -> anyhow::Result<()> {
                 args.listen
             )
         })?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let router = warren_worker::http::router(worker.metrics());
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        });
-        info!(%addr, "serving /healthz, /readyz, /metrics");
+        serve_health(addr, probes(worker.metrics()), shutdown.clone()).await?;
     }
-    tokio::spawn(signal_shutdown(shutdown.clone()));
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
     worker.run(shutdown).await;
     info!("stopped");
     Ok(())
 }
 
-/// Cancels `shutdown` on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
-async fn signal_shutdown(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = int.recv() => info!("SIGINT received"),
-    }
-    shutdown.cancel();
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,lapin=off"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+/// Ready while consuming; /metrics is the worker's own registry.
+fn probes(metrics: Arc<WorkerMetrics>) -> Probes {
+    let readiness = Arc::clone(&metrics);
+    Probes::new(
+        move || readiness.is_ready(),
+        "not consuming",
+        move || metrics.encode(),
+    )
 }
