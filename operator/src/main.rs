@@ -1,23 +1,22 @@
 //! `warren-operator`: `run` the controller, or print the `crd`.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use kube::CustomResourceExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 use warren_operator::TaskQueue;
 use warren_operator::broker::Password;
 use warren_operator::controller::{Settings, run};
 use warren_operator::credentials::BrokerDefaults;
-use warren_operator::http::{Health, router};
 use warren_operator::leader::LeaderElector;
 use warren_operator::metrics::Metrics;
+use warren_process::{LogFormat, Probes, init_tracing, serve_health, shutdown_on_signal};
 
 /// Scale worker Deployments on RabbitMQ queue depth.
 #[derive(Debug, Parser)]
@@ -98,12 +97,6 @@ fn parse_lease_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -116,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
-    init_tracing(args.log_format);
+    init_tracing(args.log_format, "info,kube=warn")?;
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes config: set KUBECONFIG or run in a cluster")?;
@@ -126,18 +119,20 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("warren-operator-{}", std::process::id()));
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.metrics_addr))?;
-    let health = router(Health {
-        metrics: Arc::clone(&metrics),
-        ready: Arc::clone(&ready),
-    });
-    tokio::spawn(async move { axum::serve(listener, health).await });
-    info!(addr = %args.metrics_addr, "serving /healthz, /readyz, /metrics");
-
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
+    let probes = Probes::new(
+        {
+            let ready = Arc::clone(&ready);
+            move || ready.load(Ordering::SeqCst)
+        },
+        "starting",
+        {
+            let metrics = Arc::clone(&metrics);
+            move || metrics.encode()
+        },
+    );
+    serve_health(args.metrics_addr, probes, shutdown.clone()).await?;
+    tokio::spawn(shutdown_on_signal(shutdown.clone()));
     let settings = Settings {
         namespace: args.namespace.clone(),
         defaults: BrokerDefaults {
@@ -184,32 +179,4 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
         () = shutdown.cancelled() => { let _ = controller.await; }
     }
     Ok(())
-}
-
-async fn signal_shutdown(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = int.recv() => info!("SIGINT received"),
-    }
-    shutdown.cancel();
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }
