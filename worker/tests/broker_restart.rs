@@ -37,6 +37,7 @@ fn restart_broker() {
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ, and restarts it: run by make test"]
 async fn worker_and_dispatcher_survive_a_broker_restart() {
     let q = unique_queue("restart");
     let routing = RoutingTable::empty().with("task_a", q.as_str());
@@ -55,7 +56,8 @@ async fn worker_and_dispatcher_survive_a_broker_restart() {
                 .expect("confirmed"),
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Restarted mid-load: while the worker runs tasks.
+    worker.wait_for_in_flight(1).await;
     tokio::task::spawn_blocking(restart_broker)
         .await
         .expect("restart");
@@ -73,11 +75,10 @@ async fn worker_and_dispatcher_survive_a_broker_restart() {
     }
     let total = handles.len();
     let mut results = Client::as_completed(handles, Duration::from_secs(90));
-    let mut done = 0;
     let mut lost = Vec::new();
     while let Some((id, result)) = results.next().await {
         match result {
-            Ok(reply) if reply.result.status == TaskStatus::Success => done += 1,
+            Ok(reply) if reply.result.status == TaskStatus::Success => {}
             Ok(reply) => panic!("{id} failed: {:?}", reply.result),
             Err(error) => lost.push(format!("{id}: {error}")),
         }
@@ -88,7 +89,6 @@ async fn worker_and_dispatcher_survive_a_broker_restart() {
         lost.len(),
         worker.log_text()
     );
-    assert_eq!(done, total);
     assert!(
         worker
             .log_text()

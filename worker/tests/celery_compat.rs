@@ -52,6 +52,7 @@ impl Drop for CeleryWorker {
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ and celery from PyPI: run by make test"]
 async fn celery_client_is_answered_by_a_warren_worker() {
     let bin = tokio::task::spawn_blocking(venv_bin).await.expect("venv");
     let q = unique_queue("celery-client");
@@ -102,6 +103,7 @@ async fn celery_client_is_answered_by_a_warren_worker() {
 }
 
 #[tokio::test]
+#[ignore = "needs RabbitMQ and celery from PyPI: run by make test"]
 async fn warren_dispatcher_is_answered_by_a_celery_worker() {
     let bin = tokio::task::spawn_blocking(venv_bin).await.expect("venv");
     let q = unique_queue("celery-worker");
