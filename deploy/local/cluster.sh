@@ -67,9 +67,16 @@ start() {
   # shellcheck disable=SC2016
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$RUN/$name.pid" "$bin" "$@" \
     </dev/null >>"$LOGS/$name.log" 2>&1 8>&- &
-  local i
+  local i pid
   for i in $(seq 1 50); do
-    alive "$name" && return 0
+    # Until bash has exec'd the binary the pid's exe is bash, which pid_of
+    # would take for a stale file; wait for the exec, or for the process to die.
+    pid="$(cat "$RUN/$name.pid" 2>/dev/null || true)"
+    if [[ "$pid" =~ ^[0-9]+$ && -e "/proc/$pid" ]]; then
+      [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$(readlink -f "$bin")" ]] && return 0
+    elif [[ -n "$pid" ]]; then
+      break
+    fi
     sleep 0.1
   done
   tail -n 20 "$LOGS/$name.log" >&2 || true
