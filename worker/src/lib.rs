@@ -2,6 +2,9 @@
 //! run registered handlers with bounded concurrency, publish `rpc://` results before
 //! acking, retry and dead-letter failures, and shut down without losing work.
 //!
+//! The `warren-worker` binary and its demo tasks need the default feature `cli`;
+//! depend on this crate with `default-features = false` for the runtime alone.
+//!
 //! ```no_run
 //! use warren_worker::{TaskRegistry, Worker, WorkerConfig};
 //! # async fn example() {
