@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::broker::poller::BrokerPoller;
 use crate::crd::TaskQueue;
-use crate::credentials::{BrokerDefaults, SecretCache};
+use crate::credentials::{BrokerAccess, SecretCache};
 use crate::events::Events;
 use crate::lock::lock;
 use crate::metrics::Metrics;
@@ -31,7 +31,7 @@ use crate::target::deployments::DeploymentCache;
 pub struct Settings {
     /// Watch one namespace, or all when `None`.
     pub namespace: Option<String>,
-    pub defaults: BrokerDefaults,
+    pub access: BrokerAccess,
     pub poll_timeout: Duration,
     /// Reconciliations in flight at once (16 by default). A reconcile reads from
     /// memory and writes only on change, so a few keep up with a thousand
@@ -76,7 +76,7 @@ pub async fn run(
         events: Events::new(client, reporter),
         poller: poller.clone(),
         metrics,
-        defaults: settings.defaults,
+        access: settings.access,
         secrets: SecretCache::default(),
         targets: Targets::with_deployment_cache(deployments),
         histories: Mutex::new(HashMap::new()),

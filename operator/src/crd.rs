@@ -131,7 +131,7 @@ pub struct BrokerRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(max = 2048),
-        regex(pattern = r"^https?://[^\s/?#]+(:[0-9]+)?(/[^\s]*)?$")
+        regex(pattern = r"^https?://[^\s/?#@]+(:[0-9]+)?(/[^\s]*)?$")
     )]
     pub management_url: Option<String>,
     /// Secret in the TaskQueue's namespace with keys `username` and `password`.

@@ -1,6 +1,7 @@
 //! Which management API a TaskQueue reads and with which credentials: its own
-//! `spec.broker` where set, the operator's defaults otherwise. Credentials come from
-//! Kubernetes Secrets (or the operator's environment, itself fed from a Secret).
+//! `spec.broker` where set and allowed ([`crate::access`]), the operator's own
+//! otherwise. Credentials come from Kubernetes Secrets that opt in with a label (or
+//! the operator's environment, itself fed from a Secret).
 //!
 //! Secrets are kept for [`SECRET_TTL`], so that TaskQueues reconciled on every poll
 //! do not GET their Secret each time; a Secret the broker rejected is read again at
@@ -16,6 +17,7 @@ use kube::api::Api;
 
 use thiserror::Error;
 
+use crate::access::{AccessPolicy, AccessRefused, CredentialSource};
 use crate::broker::{Endpoint, Password};
 use crate::crd::TaskQueue;
 use crate::lock::lock;
@@ -24,6 +26,12 @@ use crate::lock::lock;
 /// Secrets and keys, never values.
 #[derive(Debug, Clone, Error, PartialEq)]
 pub enum AccessError {
+    #[error(transparent)]
+    Refused(#[from] AccessRefused),
+    #[error(
+        "Secret {name:?} is not labelled {label}: only Secrets that opt in are used for broker access"
+    )]
+    NotOptedIn { name: String, label: SecretLabel },
     #[error("Secret {name:?} not found in namespace {namespace:?}")]
     SecretNotFound { namespace: String, name: String },
     #[error("cannot read Secret {name:?}: {reason}")]
@@ -38,6 +46,8 @@ impl AccessError {
     /// A short, stable name for metrics labels, condition and Event reasons.
     pub fn reason(&self) -> &'static str {
         match self {
+            Self::Refused(refused) => refused.reason(),
+            Self::NotOptedIn { .. } => "SecretNotOptedIn",
             Self::SecretNotFound { .. } => "SecretNotFound",
             Self::SecretUnreadable { .. } => "SecretUnreadable",
             Self::KeyMissing { .. } | Self::KeyNotText { .. } => "CredentialsInvalid",
@@ -45,12 +55,64 @@ impl AccessError {
     }
 }
 
-/// The operator's own broker settings, from its flags and environment.
+/// The operator's own broker settings and trust rules, from its flags and environment.
 #[derive(Clone)]
-pub struct BrokerDefaults {
-    pub management_url: String,
+pub struct BrokerAccess {
+    /// Where credentials may go; `policy.default_url` is the operator's broker.
+    pub policy: AccessPolicy,
     pub username: String,
     pub password: Password,
+    /// The label a Secret needs to be used; `None` accepts any Secret.
+    pub secret_label: Option<SecretLabel>,
+}
+
+/// `key=value` (or `key`, any value) a Secret must carry to be read for broker access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretLabel {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+impl std::str::FromStr for SecretLabel {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (key, value) = match text.split_once('=') {
+            Some((key, value)) => (key, Some(value.to_owned())),
+            None => (text, None),
+        };
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return Err(format!("{text:?} is not a label: use key=value or key"));
+        }
+        Ok(Self {
+            key: key.to_owned(),
+            value,
+        })
+    }
+}
+
+impl std::fmt::Display for SecretLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{}={value}", self.key),
+            None => f.write_str(&self.key),
+        }
+    }
+}
+
+impl SecretLabel {
+    fn carried_by(&self, secret: &Secret) -> bool {
+        let value = secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(&self.key));
+        match (&self.value, value) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(wanted), Some(value)) => wanted == value,
+        }
+    }
 }
 
 /// How long a Secret read is reused before it is read again.
@@ -82,12 +144,34 @@ impl SecretCache {
         // Errors are not kept: a Secret created a moment later is seen at once.
         let secret = read_secret(&secrets, namespace, name).await?;
         let secret = Arc::new(Secret {
+            metadata: kube::api::ObjectMeta {
+                labels: secret.metadata.labels,
+                ..Default::default()
+            },
             data: secret.data,
             string_data: secret.string_data,
             ..Secret::default()
         });
         lock(&self.entries).insert(key, (Instant::now(), Arc::clone(&secret)));
         Ok(secret)
+    }
+
+    /// The Secret, if it carries the opt-in label.
+    async fn get_opted_in(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        access: &BrokerAccess,
+    ) -> Result<Arc<Secret>, AccessError> {
+        let secret = self.get(client, namespace, name).await?;
+        match &access.secret_label {
+            Some(label) if !label.carried_by(&secret) => Err(AccessError::NotOptedIn {
+                name: name.to_owned(),
+                label: label.clone(),
+            }),
+            _ => Ok(secret),
+        }
     }
 
     /// Drops the Secrets `queue` reads if they were read before `rejected_at` (when
@@ -118,38 +202,45 @@ impl SecretCache {
     }
 }
 
-/// The endpoint `queue` reads, with credentials resolved from its Secrets.
+/// The endpoint `queue` reads, with credentials resolved from its Secrets; refused,
+/// before anything is sent, where the admin's rules do not allow it.
 pub async fn endpoint_for(
     client: &Client,
     secrets: &SecretCache,
-    defaults: &BrokerDefaults,
+    access: &BrokerAccess,
     queue: &TaskQueue,
     namespace: &str,
 ) -> Result<Endpoint, AccessError> {
     let broker = queue.spec.broker.clone().unwrap_or_default();
-    let url = broker
-        .management_url
-        .unwrap_or_else(|| defaults.management_url.clone())
-        .trim_end_matches('/')
-        .to_owned();
-    let (username, password) = match &broker.credentials_secret_ref {
-        None => (defaults.username.clone(), defaults.password.clone()),
-        Some(reference) => {
-            let secret = secrets.get(client, namespace, &reference.name).await?;
-            let username = secret_key(&secret, &reference.name, "username")?;
-            let password = secret_key(&secret, &reference.name, "password")?;
+    let grant = access.policy.authorize(
+        broker.management_url.as_deref(),
+        broker
+            .credentials_secret_ref
+            .as_ref()
+            .map(|r| r.name.as_str()),
+    )?;
+    let (username, password) = match &grant.credentials {
+        CredentialSource::Operator => (access.username.clone(), access.password.clone()),
+        CredentialSource::Secret(name) => {
+            let secret = secrets
+                .get_opted_in(client, namespace, name, access)
+                .await?;
+            let username = secret_key(&secret, name, "username")?;
+            let password = secret_key(&secret, name, "password")?;
             (username, Password::new(password))
         }
     };
     let ca_pem = match &broker.ca_secret_ref {
         None => None,
         Some(reference) => {
-            let secret = secrets.get(client, namespace, &reference.name).await?;
+            let secret = secrets
+                .get_opted_in(client, namespace, &reference.name, access)
+                .await?;
             Some(secret_key(&secret, &reference.name, &reference.key)?.into_bytes())
         }
     };
     Ok(Endpoint {
-        url,
+        url: grant.url,
         username,
         password,
         ca_pem,

@@ -1,10 +1,12 @@
 //! warren's operator: scales the workload named by each `TaskQueue` on the depth of
 //! its RabbitMQ queue.
 //!
-//! The decision ([`decision`]) and status building ([`status`], [`conditions`]) are
-//! pure; I/O lives at the edges: the broker poller ([`broker`]), the scale target
-//! ([`target`]), credentials ([`credentials`]), and the thin [`reconciler`].
+//! The decision ([`decision`]), status building ([`status`], [`conditions`]) and the
+//! trust rules for broker credentials ([`access`]) are pure; I/O lives at the edges:
+//! the broker poller ([`broker`]), the scale target ([`target`]), Secrets
+//! ([`credentials`]), and the thin [`reconciler`].
 
+pub mod access;
 pub mod broker;
 pub mod conditions;
 pub mod controller;
@@ -12,7 +14,6 @@ pub mod crd;
 pub mod credentials;
 pub mod decision;
 pub mod events;
-pub mod http;
 pub mod interval;
 pub mod leader;
 mod lock;

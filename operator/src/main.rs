@@ -11,9 +11,10 @@ use kube::CustomResourceExt;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 use warren_operator::TaskQueue;
+use warren_operator::access::{AccessPolicy, UrlPattern};
 use warren_operator::broker::Password;
 use warren_operator::controller::{Settings, run};
-use warren_operator::credentials::BrokerDefaults;
+use warren_operator::credentials::{BrokerAccess, SecretLabel};
 use warren_operator::leader::LeaderElector;
 use warren_operator::metrics::Metrics;
 use warren_process::{LogFormat, Probes, init_tracing, serve_health, shutdown_on_signal};
@@ -55,6 +56,30 @@ struct RunArgs {
         hide_env_values = true
     )]
     management_password: String,
+    /// Another management URL that may receive the operator's own credentials
+    /// (repeatable, or comma-separated in the environment): an exact URL
+    /// (`https://rabbit.prod:15672`, path optional as a prefix) or a subdomain
+    /// pattern (`https://*.rabbitmq.svc:15671`). TaskQueues naming any other URL
+    /// must name a credentials Secret of their own.
+    #[arg(
+        long = "allowed-management-url",
+        env = "WARREN_ALLOWED_MANAGEMENT_URLS",
+        value_delimiter = ','
+    )]
+    allowed_management_urls: Vec<UrlPattern>,
+    /// Send credentials over plain http to hosts outside the cluster (loopback,
+    /// single-label and *.svc names are always allowed, and so are the URLs above).
+    #[arg(long, env = "WARREN_ALLOW_PLAIN_HTTP")]
+    allow_plain_http: bool,
+    /// The label (`key=value`, or `key` for any value) a Secret must carry before a
+    /// TaskQueue's credentialsSecretRef or caSecretRef may use it; "" accepts any
+    /// Secret (not recommended: then `create taskqueues` reads every Secret).
+    #[arg(
+        long,
+        env = "WARREN_SECRET_LABEL",
+        default_value = "warren.dev/broker-credentials=true"
+    )]
+    secret_label: String,
     /// Timeout of one management API request.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     poll_timeout: Duration,
@@ -86,6 +111,17 @@ struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// The `--secret-label` rule; empty means any Secret.
+fn secret_label(text: &str) -> anyhow::Result<Option<SecretLabel>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let label = text
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--secret-label: {e}"))?;
+    Ok(Some(label))
 }
 
 /// Leases are granted in whole seconds; below two the leader could not renew in time.
@@ -135,10 +171,15 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
     let settings = Settings {
         namespace: args.namespace.clone(),
-        defaults: BrokerDefaults {
-            management_url: args.management_url.clone(),
+        access: BrokerAccess {
+            policy: AccessPolicy {
+                default_url: args.management_url.clone(),
+                allowed: args.allowed_management_urls.clone(),
+                plain_http_anywhere: args.allow_plain_http,
+            },
             username: args.management_username.clone(),
             password: Password::new(args.management_password.clone()),
+            secret_label: secret_label(&args.secret_label)?,
         },
         poll_timeout: args.poll_timeout,
         reconcile_concurrency: args.reconcile_concurrency,

@@ -23,7 +23,7 @@ use tracing::{debug, info, instrument, warn};
 use crate::broker::BrokerError;
 use crate::broker::poller::{BrokerPoller, Watch};
 use crate::crd::{TaskQueue, TaskQueueStatus};
-use crate::credentials::{BrokerDefaults, SecretCache, endpoint_for};
+use crate::credentials::{BrokerAccess, SecretCache, endpoint_for};
 use crate::decision::{Decision, History, QueueReading, QueueState, ScalingPolicy, decide};
 use crate::events::Events;
 use crate::lock::lock;
@@ -39,7 +39,7 @@ pub struct Context {
     pub events: Events,
     pub poller: BrokerPoller,
     pub metrics: Arc<Metrics>,
-    pub defaults: BrokerDefaults,
+    pub access: BrokerAccess,
     pub secrets: SecretCache,
     pub targets: Targets,
     pub histories: Mutex<HashMap<ObjectRef<TaskQueue>, History>>,
@@ -119,7 +119,7 @@ async fn observe_queue(
     key: &ObjectRef<TaskQueue>,
 ) -> Option<Result<QueueReading, Problem>> {
     let endpoint =
-        match endpoint_for(&ctx.client, &ctx.secrets, &ctx.defaults, queue, namespace).await {
+        match endpoint_for(&ctx.client, &ctx.secrets, &ctx.access, queue, namespace).await {
             Ok(endpoint) => endpoint,
             Err(problem) => {
                 // No poll is made for this TaskQueue, so the poller does not count it.

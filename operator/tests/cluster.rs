@@ -219,7 +219,7 @@ async fn broker_trouble_holds_replicas_and_never_leaks_the_password() {
     fill_queue(&queue, 0).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     let secret = |password: &str| -> Secret {
-        serde_json::from_value(json!({"metadata": {"name": "rabbit-creds"}, "stringData": {"username": "guest", "password": password}})).expect("secret")
+        serde_json::from_value(json!({"metadata": {"name": "rabbit-creds", "labels": {"warren.dev/broker-credentials": "true"}}, "stringData": {"username": "guest", "password": password}})).expect("secret")
     };
     secrets
         .create(&PostParams::default(), &secret(wrong))
@@ -234,7 +234,7 @@ async fn broker_trouble_holds_replicas_and_never_leaks_the_password() {
     )
     .await
     .expect("valid");
-    let down = json!({"broker": {"managementUrl": "http://127.0.0.1:9"}, "minReplicas": 0, "scaleDown": {"stabilizationWindow": "0s", "scaleToZeroDelay": "0s"}});
+    let down = json!({"broker": {"managementUrl": "http://127.0.0.1:9", "credentialsSecretRef": {"name": "rabbit-creds"}}, "minReplicas": 0, "scaleDown": {"stabilizationWindow": "0s", "scaleToZeroDelay": "0s"}});
     apply_taskqueue(
         &client,
         &ns.name,
@@ -413,6 +413,10 @@ async fn invalid_taskqueues_are_rejected_naming_the_field() {
         ),
         (
             json!({"broker": {"managementUrl": "ftp://rabbit:15672"}}),
+            "spec.broker.managementUrl",
+        ),
+        (
+            json!({"broker": {"managementUrl": "http://guest:guest@rabbit:15672"}}),
             "spec.broker.managementUrl",
         ),
         (

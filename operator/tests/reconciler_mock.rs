@@ -12,9 +12,10 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use warren_operator::TaskQueue;
+use warren_operator::access::AccessPolicy;
 use warren_operator::broker::Password;
 use warren_operator::broker::poller::BrokerPoller;
-use warren_operator::credentials::{BrokerDefaults, SecretCache};
+use warren_operator::credentials::{BrokerAccess, SecretCache};
 use warren_operator::events::Events;
 use warren_operator::metrics::Metrics;
 use warren_operator::reconciler::{Context, ReconcileError, error_policy, reconcile};
@@ -38,10 +39,15 @@ fn context() -> (Arc<Context>, Handle) {
         ),
         poller,
         metrics,
-        defaults: BrokerDefaults {
-            management_url: "http://rabbitmq:15672".into(),
+        access: BrokerAccess {
+            policy: AccessPolicy {
+                default_url: "http://rabbitmq:15672".into(),
+                allowed: Vec::new(),
+                plain_http_anywhere: false,
+            },
             username: "guest".into(),
             password: Password::new("guest"),
+            secret_label: Some("warren.dev/broker-credentials=true".parse().expect("label")),
         },
         secrets: SecretCache::default(),
         targets: Targets::default(),
@@ -289,7 +295,7 @@ async fn a_secret_is_read_once_not_on_every_reconciliation() {
     );
     send.send_response(respond(
         StatusCode::OK,
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "ns"},
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "ns", "labels": {"warren.dev/broker-credentials": "true"}},
                "data": {"username": "Z3Vlc3Q=", "password": "Z3Vlc3Q="}}),
     ));
     // No reading yet: the reconciliation waits for the poller, asking nothing more.

@@ -31,7 +31,8 @@ pub enum ListMode {
 }
 
 pub struct ManagementClient {
-    http: reqwest::Client,
+    /// Built once; its error, if building failed, is reported on every read.
+    http: Result<reqwest::Client, String>,
     timeout: Duration,
 }
 
@@ -72,7 +73,7 @@ pub type Listing = Result<HashMap<String, QueueStats>, BrokerError>;
 impl ManagementClient {
     pub fn new(timeout: Duration) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: http_client().build().map_err(|e| e.to_string()),
             timeout,
         }
     }
@@ -154,14 +155,20 @@ impl ManagementClient {
 
     fn client_for(&self, endpoint: &Endpoint) -> Result<reqwest::Client, BrokerError> {
         let Some(pem) = &endpoint.ca_pem else {
-            return Ok(self.http.clone());
+            return self
+                .http
+                .clone()
+                .map_err(|reason| BrokerError::Unreachable {
+                    url: endpoint.url.clone(),
+                    reason: format!("cannot build an HTTP client: {reason}"),
+                });
         };
         let certificate =
             reqwest::Certificate::from_pem(pem).map_err(|e| BrokerError::CaBundle {
                 url: endpoint.url.clone(),
                 reason: format!("not PEM: {e}"),
             })?;
-        reqwest::Client::builder()
+        http_client()
             .add_root_certificate(certificate)
             .build()
             .map_err(|e| BrokerError::CaBundle {
@@ -205,6 +212,19 @@ impl ManagementClient {
                     vhost: vhost.to_owned(),
                 });
             }
+            status @ 300..=399 => {
+                let location = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .unwrap_or("(no Location)")
+                    .to_owned();
+                return Err(BrokerError::Redirected {
+                    url,
+                    status,
+                    location,
+                });
+            }
             status => return Err(BrokerError::Server { url, status }),
         }
         let bytes = response
@@ -216,6 +236,12 @@ impl ManagementClient {
             })?;
         Ok(bytes.to_vec())
     }
+}
+
+/// Redirects are never followed: the credentials were granted to one URL
+/// ([`crate::access`]), not to wherever it points.
+fn http_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
 }
 
 /// `^(a|b|c)$` with regex metacharacters escaped, so only the wanted queues are listed.

@@ -77,6 +77,14 @@ pub enum BrokerError {
     QueueNotFound { vhost: String, queue: String },
     #[error("vhost {vhost:?} does not exist at {url}")]
     VhostNotFound { url: String, vhost: String },
+    #[error(
+        "the management API at {url} redirects ({status}) to {location}; credentials are not sent after redirects: set managementUrl to the final URL"
+    )]
+    Redirected {
+        url: String,
+        status: u16,
+        location: String,
+    },
     #[error("the management API at {url} answered {status}")]
     Server { url: String, status: u16 },
     #[error("the management API at {url} did not answer within {timeout:?}")]
@@ -97,6 +105,7 @@ impl BrokerError {
             Self::Forbidden { .. } => "Forbidden",
             Self::QueueNotFound { .. } => "QueueNotFound",
             Self::VhostNotFound { .. } => "VhostNotFound",
+            Self::Redirected { .. } => "Redirected",
             Self::Server { .. } => "ServerError",
             Self::Timeout { .. } => "Timeout",
             Self::Unreachable { .. } => "Unreachable",
