@@ -12,7 +12,7 @@ use kube::api::Api;
 use kube::runtime::Predicate;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::runtime::{WatchStreamExt, predicates, reflector, watcher as watcher_fn};
 use tokio_util::sync::CancellationToken;
@@ -100,35 +100,7 @@ pub async fn run(
     let controller = Controller::for_stream(changes, store.clone())
         .with_config(ControllerConfig::default().concurrency(settings.reconcile_concurrency))
         .reconcile_on(readings);
-    let janitor = {
-        let ctx = Arc::clone(&ctx);
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                let live: HashSet<ObjectRef<TaskQueue>> = store
-                    .state()
-                    .iter()
-                    .map(|q| ObjectRef::from_obj(&**q))
-                    .collect();
-                let mut histories = lock(&ctx.histories);
-                histories.retain(|object, _| live.contains(object));
-                drop(histories);
-                ctx.secrets.expire();
-                lock(&ctx.status_writes).retain(|object, _| live.contains(object));
-                for object in ctx.poller.watched() {
-                    if !live.contains(&object) {
-                        debug!(%object, "TaskQueue deleted; no longer polled");
-                        ctx.poller.unwatch(&object);
-                    }
-                }
-            }
-        })
-    };
+    let janitor = tokio::spawn(janitor(Arc::clone(&ctx), store.clone(), shutdown.clone()));
     info!("controller running");
     controller
         .graceful_shutdown_on(shutdown.cancelled_owned())
@@ -138,4 +110,30 @@ pub async fn run(
     janitor.abort();
     deployment_watch.abort();
     info!("controller stopped");
+}
+
+/// Every 10 s, forgets what belongs to TaskQueues that are gone (histories,
+/// status-write times, poller watches) and Secrets past their TTL.
+async fn janitor(ctx: Arc<Context>, store: Store<TaskQueue>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let live: HashSet<ObjectRef<TaskQueue>> = store
+            .state()
+            .iter()
+            .map(|q| ObjectRef::from_obj(&**q))
+            .collect();
+        lock(&ctx.histories).retain(|object, _| live.contains(object));
+        ctx.secrets.expire();
+        lock(&ctx.status_writes).retain(|object, _| live.contains(object));
+        for object in ctx.poller.watched() {
+            if !live.contains(&object) {
+                debug!(%object, "TaskQueue deleted; no longer polled");
+                ctx.poller.unwatch(&object);
+            }
+        }
+    }
 }
