@@ -14,6 +14,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
 . "$HERE/env.sh"
+LOG_TAG=cluster
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 STATE="$WARREN_STATE"
 PKI="$STATE/pki"
@@ -24,8 +27,6 @@ KUBECTL="$WARREN_K8S_BIN/kubectl"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 START_TIMEOUT="${WARREN_START_TIMEOUT:-120}"
 
-log() { printf '[cluster %3ss] %s\n' "$SECONDS" "$*" >&2; }
-die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 k() { "$KUBECTL" --kubeconfig="$KCFG" "$@"; }
 
 bin_of() {
@@ -64,12 +65,16 @@ start() {
   [[ -x "$bin" ]] || die "$bin is missing (run deploy/local/tools.sh)"
   mkdir -p "$LOGS" "$RUN"
   log "starting $name"
-  # shellcheck disable=SC2016
-  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$RUN/$name.pid" "$bin" "$@" \
-    </dev/null >>"$LOGS/$name.log" 2>&1 8>&- &
+  # The subshell writes its own pid, then becomes the component in a session of its
+  # own: setsid(1) forks only when its caller leads a process group, and a background
+  # subshell of this script (no job control) does not, so the pid stays.
+  (
+    echo "$BASHPID" >"$RUN/$name.pid"
+    exec setsid "$bin" "$@"
+  ) </dev/null >>"$LOGS/$name.log" 2>&1 8>&- &
   local i pid
   for i in $(seq 1 50); do
-    # Until bash has exec'd the binary the pid's exe is bash, which pid_of
+    # Until the subshell has exec'd the binary the pid's exe is bash (then setsid), which pid_of
     # would take for a stale file; wait for the exec, or for the process to die.
     pid="$(cat "$RUN/$name.pid" 2>/dev/null || true)"
     if [[ "$pid" =~ ^[0-9]+$ && -e "/proc/$pid" ]]; then
@@ -114,18 +119,6 @@ check_port() { # name port
   if ! alive "$1" && port_busy "$2"; then
     die "127.0.0.1:$2 (for $1) is already in use by another process; stop it or override the port (see deploy/local/versions.env)"
   fi
-}
-
-wait_for() { # description timeout command...
-  local what="$1" timeout="$2"; shift 2
-  local start=$SECONDS
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS - start >= timeout)); then
-      log "timed out after ${timeout}s waiting for $what"
-      return 1
-    fi
-    sleep 0.5
-  done
 }
 
 # ---------------------------------------------------------------- certs ----

@@ -13,17 +13,20 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
 . "$HERE/env.sh"
+LOG_TAG=demo-autoscale
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 bin="$WARREN_ROOT/target/release"
 logs="$WARREN_ROOT/.local/demo"
 NS=warren-demo
-MGMT="${WARREN_MANAGEMENT_URL:-http://127.0.0.1:15672}"
+MGMT="$WARREN_MANAGEMENT_URL"
 TASKS="${DEMO_TASKS:-300}"
 mkdir -p "$logs"
 k() { kubectl --kubeconfig="$WARREN_KUBECONFIG" --request-timeout=20s "$@"; }
 
 started_cluster=false
 if ! bash "$HERE/cluster.sh" status 2>/dev/null | grep -q '^cluster: up'; then
-  echo "== starting the local cluster (the first run builds it: ~17 min, then cached)"
+  say "starting the local cluster (the first run builds it: ~17 min, then cached)"
   bash "$HERE/cluster.sh" up >"$logs/cluster-up.log" 2>&1 || { cat "$logs/cluster-up.log"; exit 1; }
   started_cluster=true
 fi
@@ -59,7 +62,7 @@ spec:
   scaleDown: {stabilizationWindow: 5s, scaleToZeroDelay: 10s}
 YAML
 done
-echo "== TaskQueues applied (queue_a -> worker-a, queue_b -> worker-b; 0..6 replicas, 10 tasks per replica)"
+say "TaskQueues applied (queue_a -> worker-a, queue_b -> worker-b; 0..6 replicas, 10 tasks per replica)"
 k -n "$NS" get tq
 
 KUBECONFIG="$WARREN_KUBECONFIG" RUST_LOG=info "$bin/warren-operator" run --namespace "$NS" \
@@ -98,8 +101,10 @@ status_line() { # elapsed
 }
 
 echo
-echo "== load test: $TASKS tasks (0.1-0.2 s each), half to each queue; watch the operator scale"
-"$bin/warren-dispatcher" load-test --tasks "$TASKS" --timeout 180s >"$logs/load-test.txt" 2>&1 &
+say "load test: $TASKS tasks (0.1-0.2 s each), half to each queue; watch the operator scale"
+# Measured against the most the TaskQueues allow: 6 workers per queue (maxReplicas).
+"$bin/warren-dispatcher" load-test --tasks "$TASKS" --timeout 180s --workers 6 \
+  >"$logs/load-test.txt" 2>&1 &
 load_pid=$!
 start=$SECONDS
 last=-1
@@ -123,11 +128,11 @@ while :; do
 done
 
 echo
-echo "== the load-test table (per worker = per pod; the run starts from zero workers, so"
+say "the load-test table (per worker = per pod; the run starts from zero workers, so"
 echo "   its wall time includes the scale-up and 'ideal' assumes all 12 from the first second)"
 cat "$logs/load-test.txt"
 echo
-echo "== kubectl get tq; kubectl describe's Events"
+say "kubectl get tq; kubectl describe's Events"
 k -n "$NS" get tq
 k -n "$NS" get events.events.k8s.io --sort-by=.metadata.creationTimestamp \
   -o custom-columns=TASKQUEUE:.regarding.name,REASON:.reason,NOTE:.note | grep -E "TASKQUEUE|Scaled"

@@ -9,7 +9,11 @@
 # State, logs and the pid file live in .local/rabbitmq/ of the repository.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+LOG_TAG=rabbitmq
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 state="$root/.local/rabbitmq"
 rmq_bin=/usr/lib/rabbitmq/bin
 amqp_port=${WARREN_AMQP_PORT:-5672}
@@ -28,8 +32,6 @@ export RABBITMQ_MNESIA_BASE="$state/mnesia"
 export RABBITMQ_LOG_BASE="$state/log"
 export RABBITMQ_PID_FILE="$state/rabbitmq.pid"
 
-say() { printf 'rabbitmq: %s\n' "$*"; }
-
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 our_pid() {
@@ -41,7 +43,7 @@ our_pid() {
 
 install() {
   [ -x "$rmq_bin/rabbitmq-server" ] && return 0
-  say "installing Debian's rabbitmq-server"
+  log "installing Debian's rabbitmq-server"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
@@ -66,14 +68,15 @@ CONF
 wait_ready() {
   local deadline=$((SECONDS + 90))
   until port_open "$amqp_port" && port_open "$mgmt_port" \
-      && curl -fsS -u guest:guest "http://127.0.0.1:$mgmt_port/api/overview" >/dev/null 2>&1; do
+      && curl -fsS -u "$WARREN_MANAGEMENT_USERNAME:$WARREN_MANAGEMENT_PASSWORD" \
+        "http://127.0.0.1:$mgmt_port/api/overview" >/dev/null 2>&1; do
     if [ $SECONDS -ge $deadline ]; then
-      say "did not come up within 90 s; last log lines:"
+      log "did not come up within 90 s; last log lines:"
       tail -n 30 "$state/server.log" >&2 || true
       exit 1
     fi
     if ! our_pid >/dev/null; then
-      say "the node exited during start; last log lines:"
+      log "the node exited during start; last log lines:"
       tail -n 30 "$state/server.log" >&2 || true
       exit 1
     fi
@@ -83,7 +86,7 @@ wait_ready() {
 
 up() {
   if our_pid >/dev/null || port_open "$amqp_port"; then
-    say "already running on 127.0.0.1:$amqp_port (management :$mgmt_port)"
+    log "already running on 127.0.0.1:$amqp_port (management :$mgmt_port)"
     return 0
   fi
   install
@@ -94,13 +97,13 @@ up() {
   nohup "$rmq_bin/rabbitmq-server" >"$state/server.log" 2>&1 </dev/null &
   echo $! >"$state/server.pid"
   wait_ready
-  say "up on amqp://127.0.0.1:$amqp_port, management http://127.0.0.1:$mgmt_port ($((SECONDS - t0)) s)"
+  log "up on amqp://127.0.0.1:$amqp_port, management http://127.0.0.1:$mgmt_port ($((SECONDS - t0)) s)"
 }
 
 down() {
   local pid
   if ! pid=$(our_pid); then
-    say "not started by this script; nothing to stop"
+    log "not started by this script; nothing to stop"
     rm -f "$state/server.pid"
     return 0
   fi
@@ -108,13 +111,13 @@ down() {
   for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$state/server.pid"
-  say "stopped"
+  log "stopped"
 }
 
 status() {
-  if our_pid >/dev/null; then say "running (pid $(our_pid))"
-  elif port_open "$amqp_port"; then say "a broker not started by this script answers on :$amqp_port"
-  else say "not running"; return 1; fi
+  if our_pid >/dev/null; then log "running (pid $(our_pid))"
+  elif port_open "$amqp_port"; then log "a broker not started by this script answers on :$amqp_port"
+  else log "not running"; return 1; fi
 }
 
 case "${1:-}" in

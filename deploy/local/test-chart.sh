@@ -11,40 +11,31 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
 . "$HERE/env.sh"
+LOG_TAG=test-chart
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 CHART="$WARREN_ROOT/charts/warren"
 OPERATOR="${WARREN_OPERATOR_BIN:-$WARREN_ROOT/target/debug/warren-operator}"
-MGMT="${WARREN_MANAGEMENT_URL:-http://127.0.0.1:15672}"
+MGMT="$WARREN_MANAGEMENT_URL"
 RELEASE_NS="warren-system"
 NS="warren-chart-e2e"
 QUEUE="chart_e2e_$$"
 TIMEOUT="${WARREN_TEST_TIMEOUT:-90}"
-PASSED=0
-FAILED=0
 TMP="$(mktemp -d)"
 OPERATOR_PID=""
 
 k() { kubectl --kubeconfig="$WARREN_KUBECONFIG" --request-timeout=20s "$@"; }
-pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
 check() { # description command...
   local what="$1"; shift
   if "$@" >"$TMP/check.log" 2>&1; then pass "$what"; else fail "$what"; sed 's/^/    /' "$TMP/check.log" | head -20; fi
 }
-poll() { # command...: retry until it succeeds or TIMEOUT seconds pass
-  local start=$SECONDS
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS - start >= TIMEOUT)) && return 1
-    sleep 1
-  done
-}
-mgmt() { curl -fsS -u guest:guest -H 'content-type: application/json' "$@"; }
 
 cleanup() {
   [[ -n "$OPERATOR_PID" ]] && kill "$OPERATOR_PID" 2>/dev/null
   helm --kubeconfig="$WARREN_KUBECONFIG" uninstall warren -n "$RELEASE_NS" >/dev/null 2>&1
   k delete namespace "$NS" "$RELEASE_NS" --wait=false >/dev/null 2>&1
-  curl -fsS -u guest:guest -X DELETE "$MGMT/api/queues/%2f/$QUEUE" >/dev/null 2>&1
+  mgmt "/api/queues/%2f/$QUEUE" -X DELETE >/dev/null 2>&1
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -111,10 +102,13 @@ json.dump(config, sys.stdout)
 
 k create namespace "$NS" >/dev/null
 k -n "$NS" create deployment worker-a --image=warren-worker:e2e --replicas=1 >/dev/null
-k -n "$NS" create secret generic rabbit-creds --from-literal=username=guest --from-literal=password=guest >/dev/null
-mgmt -X PUT "$MGMT/api/queues/%2f/$QUEUE" -d '{"durable": true}' >/dev/null
+k -n "$NS" create secret generic rabbit-creds \
+  --from-literal=username="$WARREN_MANAGEMENT_USERNAME" \
+  --from-literal=password="$WARREN_MANAGEMENT_PASSWORD" >/dev/null
+mgmt "/api/queues/%2f/$QUEUE" -X PUT -H 'content-type: application/json' \
+  -d '{"durable": true}' >/dev/null
 for _ in $(seq 30); do
-  mgmt -X POST "$MGMT/api/exchanges/%2f/amq.default/publish" \
+  mgmt "/api/exchanges/%2f/amq.default/publish" -X POST -H 'content-type: application/json' \
     -d "{\"properties\": {}, \"routing_key\": \"$QUEUE\", \"payload\": \"x\", \"payload_encoding\": \"string\"}" >/dev/null
 done
 cat <<YAML | k -n "$NS" apply -f - >/dev/null
@@ -140,7 +134,8 @@ KUBECONFIG="$TMP/as-operator.kubeconfig" POD_NAMESPACE="$RELEASE_NS" RUST_LOG=in
 OPERATOR_PID=$!
 
 replicas_are() { [[ "$(k -n "$NS" get deployment worker-a -o jsonpath='{.spec.replicas}')" == "$1" ]]; }
-check "as the chart's ServiceAccount: 30 messages scale worker-a 1 -> 3" poll replicas_are 3
+check "as the chart's ServiceAccount: 30 messages scale worker-a 1 -> 3" \
+  wait_for "worker-a at 3 replicas" "$TIMEOUT" replicas_are 3
 status_and_event() {
   [[ $(k -n "$NS" get tq queue-a -o jsonpath='{.status.desiredReplicas}') == 3 ]] &&
     k -n "$NS" get events.events.k8s.io -o jsonpath='{.items[*].reason}' | grep -qw Scaled
@@ -174,5 +169,4 @@ namespaced_release() {
 }
 check "watchNamespace=$NS: the ServiceAccount may scale there and nowhere else" namespaced_release
 
-echo "$PASSED passed, $FAILED failed"
-((FAILED == 0))
+summary

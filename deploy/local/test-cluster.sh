@@ -11,28 +11,18 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
 . "$HERE/env.sh"
+LOG_TAG=test-cluster
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 CLUSTER="$HERE/cluster.sh"
 KUBECTL="$WARREN_K8S_BIN/kubectl"
 NS="warren-e2e"
 TIMEOUT="${WARREN_TEST_TIMEOUT:-90}"
-PASSED=0
-FAILED=0
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
 k() { "$KUBECTL" --kubeconfig="$WARREN_KUBECONFIG" --request-timeout=20s "$@"; }
-pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
-
-# poll DESC CMD...: retry CMD (which must succeed) until TIMEOUT seconds.
-poll() {
-  local start=$SECONDS
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS - start >= TIMEOUT)) && return 1
-    sleep 1
-  done
-}
 
 running_pods() { # label selector
   k -n "$NS" get pods -l "$1" --field-selector=status.phase=Running -o name | grep -c . || true
@@ -51,7 +41,7 @@ echo "== local cluster tests (kubernetes $KUBERNETES_VERSION, kwok $KWOK_VERSION
 if ! bash "$CLUSTER" up >"$TMP/up0.log" 2>&1; then
   cat "$TMP/up0.log"
   fail "cluster.sh up"
-  echo "$PASSED passed, $FAILED failed"
+  summary
   exit 1
 fi
 
@@ -102,12 +92,14 @@ spec:
       - name: web
         image: registry.k8s.io/pause:3.10
 EOF
-if k -n "$NS" apply -f "$TMP/deploy.yaml" >/dev/null && poll running_is app=web 3; then
+if k -n "$NS" apply -f "$TMP/deploy.yaml" >/dev/null &&
+  wait_for "3 Running web pods" "$TIMEOUT" running_is app=web 3; then
   pass "Deployment with 3 replicas has 3 Running pods"
 else
   fail "Deployment with 3 replicas: $(running_pods app=web) Running of $(all_pods app=web) pods after ${TIMEOUT}s"
 fi
-if k -n "$NS" scale deployment/web --replicas=7 >/dev/null && poll running_is app=web 7; then
+if k -n "$NS" scale deployment/web --replicas=7 >/dev/null &&
+  wait_for "7 Running web pods" "$TIMEOUT" running_is app=web 7; then
   pass "scaled to 7: 7 Running pods"
 else
   fail "scaled to 7: $(running_pods app=web) Running of $(all_pods app=web) pods after ${TIMEOUT}s"
@@ -118,7 +110,8 @@ if [[ "$nodes_used" -ge 2 ]]; then
 else
   fail "pods scheduled on $nodes_used nodes, want >= 2"
 fi
-if k -n "$NS" scale deployment/web --replicas=0 >/dev/null && poll no_pods app=web; then
+if k -n "$NS" scale deployment/web --replicas=0 >/dev/null &&
+  wait_for "no web pods" "$TIMEOUT" no_pods app=web; then
   pass "scaled to 0: all pods removed"
 else
   fail "scaled to 0: $(all_pods app=web) pods left after ${TIMEOUT}s"
@@ -156,8 +149,9 @@ EOF
 crd_established() {
   [[ "$(k get crd widgets.e2e.warren.dev -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')" == True ]]
 }
-if k apply --server-side --field-manager=warren-e2e -f "$TMP/crd.yaml" >/dev/null && poll crd_established &&
-  poll k -n "$NS" get widgets; then
+if k apply --server-side --field-manager=warren-e2e -f "$TMP/crd.yaml" >/dev/null &&
+  wait_for "the Widget CRD Established" "$TIMEOUT" crd_established &&
+  wait_for "Widgets served" "$TIMEOUT" k -n "$NS" get widgets; then
   pass "CRD applied server-side is Established and served"
 else
   fail "CRD applied server-side is not served"
@@ -221,7 +215,7 @@ if bash "$CLUSTER" up >"$TMP/up3.log" 2>&1 && grep -q "^export KUBECONFIG=$WARRE
 else
   fail "'cluster.sh up' after down: $(tail -n 20 "$TMP/up3.log" | tr '\n' ' ')"
 fi
-if poll nodes_ready; then
+if wait_for "$FAKE_NODE_COUNT fake nodes Ready" "$TIMEOUT" nodes_ready; then
   pass "fresh cluster: all $FAKE_NODE_COUNT fake nodes Ready"
 else
   fail "fresh cluster: $(ready_nodes) of $FAKE_NODE_COUNT nodes Ready"
@@ -233,12 +227,12 @@ else
   fail "fresh cluster still has objects created before down"
 fi
 k create namespace "$NS" >/dev/null 2>&1
-if k -n "$NS" apply -f "$TMP/deploy.yaml" >/dev/null && poll running_is app=web 3; then
+if k -n "$NS" apply -f "$TMP/deploy.yaml" >/dev/null &&
+  wait_for "3 Running web pods" "$TIMEOUT" running_is app=web 3; then
   pass "fresh cluster: Deployment gets 3 Running pods"
 else
   fail "fresh cluster: $(running_pods app=web) Running of $(all_pods app=web) pods"
 fi
 k delete namespace "$NS" --wait=false >/dev/null 2>&1
 
-echo "$PASSED passed, $FAILED failed"
-[[ $FAILED -eq 0 ]]
+summary

@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2016 # the single-quoted bash -c scripts expand their own arguments
 # Builds the pinned control-plane tools from source (Go module proxy) into
 # ${WARREN_CACHE:-$HOME/.cache/warren}/bin/<component>-<version>/.
 # Only what is missing is built; with everything cached it returns at once.
@@ -20,13 +19,13 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
 . "$HERE/env.sh"
+LOG_TAG=tools
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 GOMOD_DIR="$HERE/gomod"
 LOG_DIR="$WARREN_CACHE/logs"
 K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-
-log() { printf '[tools] %s\n' "$*" >&2; }
-die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
 
 need_go() {
   command -v go >/dev/null 2>&1 || die "go is not installed (need Go >= 1.26: the pinned etcd, kwok and helm modules declare go 1.26.0)"
@@ -112,15 +111,21 @@ ensure_wrapper() { # name module version
 
 # ---------------------------------------------------------------- build ----
 
-# run_build NAME OUTDIR CMD...: runs CMD with $TMP_OUT set to a scratch dir,
-# then moves it into place, so an interrupted build never looks cached.
-run_build() {
-  local name="$1" out="$2"; shift 2
-  local start end tfile rc=0
+# scratch_dir NAME: sets TMP_OUT to a new scratch dir for NAME's build, which the
+# build command names as its output; run_build moves it into place.
+scratch_dir() {
   mkdir -p "$WARREN_CACHE/bin" "$LOG_DIR"
-  TMP_OUT="$(mktemp -d "$WARREN_CACHE/bin/.tmp-$name-XXXXXX")"
+  TMP_OUT="$(mktemp -d "$WARREN_CACHE/bin/.tmp-$1-XXXXXX")"
   chmod 755 "$TMP_OUT"
   export TMP_OUT
+}
+
+# run_build NAME OUTDIR CMD...: runs CMD (which writes into $TMP_OUT, from
+# scratch_dir), then moves $TMP_OUT into place, so an interrupted build never looks
+# cached.
+run_build() {
+  local out="$2"; shift 2
+  local start end tfile rc=0
   tfile="$LOG_DIR/$(basename "$out").time"
   log "building $(basename "$out") (log: $LOG_DIR/$(basename "$out").log) ..."
   start=$(date +%s)
@@ -164,20 +169,20 @@ build_kubernetes() {
   done
   for c in "${K8S_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   # One `go build` for all four commands so they share compilation.
+  scratch_dir kubernetes
   run_build kubernetes "$WARREN_K8S_BIN" \
-    bash -c 'cd "$1" && shift && exec env CGO_ENABLED=0 go build -mod=readonly -trimpath \
-      -tags selinux,notest -ldflags "$1" -o "$TMP_OUT/" "${@:2}"' _ \
-    "$GOMOD_DIR/kubernetes" "$ld" "${pkgs[@]}"
+    env -C "$GOMOD_DIR/kubernetes" CGO_ENABLED=0 go build -mod=readonly -trimpath \
+    -tags selinux,notest -ldflags "$ld" -o "$TMP_OUT/" "${pkgs[@]}"
 }
 
 build_etcd() {
   have_all "$WARREN_ETCD_BIN" etcd && return 0
   ensure_wrapper etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
   local ld="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=module-$ETCD_VERSION"
+  scratch_dir etcd
   run_build etcd "$WARREN_ETCD_BIN" \
-    bash -c 'cd "$1" && exec env CGO_ENABLED=0 go build -mod=readonly -trimpath \
-      -ldflags "$2" -o "$TMP_OUT/etcd" go.etcd.io/etcd/server/v3' _ \
-    "$GOMOD_DIR/etcd" "$ld"
+    env -C "$GOMOD_DIR/etcd" CGO_ENABLED=0 go build -mod=readonly -trimpath \
+    -ldflags "$ld" -o "$TMP_OUT/etcd" go.etcd.io/etcd/server/v3
 }
 
 # kwok >= 0.5 does nothing without Stage configs.  stages.yaml holds kwok's own
@@ -203,10 +208,10 @@ build_kwok() {
     kwok_stages "$WARREN_KWOK_BIN/stages.yaml"
     return 0
   fi
+  scratch_dir kwok
   run_build kwok "$WARREN_KWOK_BIN" \
-    bash -c 'cd "$TMP_OUT" && exec env CGO_ENABLED=0 GOFLAGS= GOBIN="$TMP_OUT" \
-      go install -trimpath -ldflags "$1" "sigs.k8s.io/kwok/cmd/kwok@$2"' _ \
-    "$ld" "$KWOK_VERSION"
+    env -C "$TMP_OUT" CGO_ENABLED=0 GOFLAGS= GOBIN="$TMP_OUT" \
+    go install -trimpath -ldflags "$ld" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   kwok_stages "$WARREN_KWOK_BIN/stages.yaml"
 }
 
@@ -223,10 +228,10 @@ build_helm() {
       ld+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$kmin"
     done
   fi
+  scratch_dir helm
   run_build helm "$WARREN_HELM_BIN" \
-    bash -c 'cd "$TMP_OUT" && exec env CGO_ENABLED=0 GOFLAGS= GOBIN="$TMP_OUT" \
-      go install -trimpath -ldflags "$1" "helm.sh/helm/v3/cmd/helm@$2"' _ \
-    "$ld" "$HELM_VERSION"
+    env -C "$TMP_OUT" CGO_ENABLED=0 GOFLAGS= GOBIN="$TMP_OUT" \
+    go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
 build_all() {

@@ -1,0 +1,77 @@
+# shellcheck shell=bash
+# Shared by the deploy/local/*.sh scripts; source it, do not run it:
+#
+#   LOG_TAG=cluster   # names its log lines; default: the script's name
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#
+#   say MESSAGE...          a step the reader follows, on stdout: "== MESSAGE"
+#   log MESSAGE...          a diagnostic on stderr: "[LOG_TAG Ns] MESSAGE" (seconds since start)
+#   die MESSAGE...          log "ERROR: MESSAGE" and exit 1
+#   pass / fail MESSAGE...  count a check and print "PASS: ..." / "FAIL: ..."
+#   summary                 print "N passed, N failed"; false when any check failed
+#   wait_for DESCRIPTION TIMEOUT COMMAND...
+#                           run COMMAND (output discarded) every 0.5 s until it succeeds;
+#                           after TIMEOUT seconds log what was awaited and return 1
+#   mgmt PATH [CURL-ARGS...]
+#                           the RabbitMQ management API at PATH, as the management user
+#   queue_consumers QUEUE   consumers of QUEUE in vhost /, 0 when unknown
+#
+# The RabbitMQ management API is found as the operator finds it: WARREN_MANAGEMENT_URL,
+# WARREN_MANAGEMENT_USERNAME and WARREN_MANAGEMENT_PASSWORD (defaults: the local
+# broker's http://127.0.0.1:15672, guest, guest).
+
+: "${LOG_TAG:=$(basename "$0" .sh)}"
+: "${WARREN_MANAGEMENT_URL:=http://127.0.0.1:15672}"
+: "${WARREN_MANAGEMENT_USERNAME:=guest}"
+: "${WARREN_MANAGEMENT_PASSWORD:=guest}"
+export WARREN_MANAGEMENT_URL WARREN_MANAGEMENT_USERNAME WARREN_MANAGEMENT_PASSWORD
+
+PASSED=0
+FAILED=0
+
+say() { printf '== %s\n' "$*"; }
+log() { printf '[%s %3ss] %s\n' "$LOG_TAG" "$SECONDS" "$*" >&2; }
+die() {
+  log "ERROR: $*"
+  exit 1
+}
+
+pass() {
+  PASSED=$((PASSED + 1))
+  echo "PASS: $*"
+}
+fail() {
+  FAILED=$((FAILED + 1))
+  echo "FAIL: $*"
+}
+summary() {
+  echo "$PASSED passed, $FAILED failed"
+  ((FAILED == 0))
+}
+
+wait_for() { # description timeout command...
+  local what="$1" timeout="$2"
+  shift 2
+  local start=$SECONDS
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS - start >= timeout)); then
+      log "timed out after ${timeout}s waiting for $what"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+mgmt() { # path [curl-args...]
+  local path="$1"
+  shift
+  curl -fsS -u "$WARREN_MANAGEMENT_USERNAME:$WARREN_MANAGEMENT_PASSWORD" "$@" \
+    "$WARREN_MANAGEMENT_URL$path"
+}
+
+queue_consumers() { # queue
+  local n
+  n=$(mgmt "/api/queues/%2f/$1?columns=consumers" 2>/dev/null |
+    sed -n 's/.*"consumers":\([0-9][0-9]*\).*/\1/p')
+  echo "${n:-0}"
+}
