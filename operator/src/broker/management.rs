@@ -3,9 +3,9 @@
 //! Reads through the per-vhost endpoint, whose fields agree across 3.10 to 4.x.
 //!
 //! Two kinds of listing: [`ListMode::Totals`] reads the queues' own message counts
-//! (`disable_stats=true&enable_queue_totals=true`), current to within ~0.1 s;
+//! (`disable_stats=true&enable_queue_totals=true`), current when read;
 //! [`ListMode::Stats`] goes through the statistics database for consumers and
-//! rates, whose counts lag 3-5 s behind (measured here with 1 s statistics).
+//! rates, whose counts lag seconds behind (figures in docs/benchmarks.md).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
