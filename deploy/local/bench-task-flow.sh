@@ -20,9 +20,15 @@
 # BENCH_CELERY_NOWORK_TASKS (2000); BENCH_NOWORK_CONCURRENCY (128) warren-worker
 # --concurrency (= prefetch) and the echo's prefetch in the no-work case;
 # BENCH_CPU_TASKS (60); BENCH_OUT (docs/benchmarks.md); BENCH_RESULTS (docs/bench-results).
+# The management API: WARREN_MANAGEMENT_URL, _USERNAME, _PASSWORD (see lib.sh).
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
 cd "$root"
+LOG_TAG=bench
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+report_tool=("python3" "$here/bench_report.py")
 bin="$root/target/release"
 celery_dir="$root/protocol/celery"
 venv="$root/.local/venv-celery"
@@ -33,11 +39,9 @@ reps=${BENCH_REPS:-3}
 nowork_tasks=${BENCH_NOWORK_TASKS:-20000}
 celery_nowork_tasks=${BENCH_CELERY_NOWORK_TASKS:-2000}
 nowork_concurrency=${BENCH_NOWORK_CONCURRENCY:-128}
+nowork_window=1000
 cpu_tasks=${BENCH_CPU_TASKS:-60}
 export WARREN_AMQP_URL=${WARREN_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
-mgmt=${WARREN_MANAGEMENT_URL:-http://127.0.0.1:15672}
-mgmt_user=${WARREN_MANAGEMENT_USER:-guest}
-mgmt_pass=${WARREN_MANAGEMENT_PASSWORD:-guest}
 
 mkdir -p "$logs" "$results_dir"
 records="$results_dir/task-flow.jsonl"
@@ -45,8 +49,6 @@ meta="$results_dir/task-flow-meta.json"
 plans="$logs/plans"
 mkdir -p "$plans"
 : >"$records"
-
-say() { printf '== [%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # --- processes ---------------------------------------------------------------------
 pids=()
@@ -85,39 +87,27 @@ worker_cpu_ticks() { # user+system CPU ticks of the workers started so far
   echo "$total"
 }
 
-consumers() { # queue -> consumer count per the management API (0 if unknown)
-  curl -fsS -u "$mgmt_user:$mgmt_pass" "$mgmt/api/queues/%2f/$1" 2>/dev/null \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin).get("consumers", 0))' 2>/dev/null \
-    || echo 0
-}
+consumers_are() { [ "$(queue_consumers "$1")" -eq "$2" ]; } # queue count
 
 wait_consumers() { # queue count: until exactly `count` consumers (stats lag ~1 s)
-  local n
-  for _ in $(seq 1 300); do
-    n=$(consumers "$1")
-    [ "$n" -eq "$2" ] && return 0
-    sleep 0.2
-  done
-  echo "queue $1 did not reach $2 consumers (has $n); see $logs/" >&2
-  return 1
+  wait_for "exactly $2 consumer(s) on $1 (worker logs: $logs/)" 60 consumers_are "$1" "$2"
 }
 
 purge() { # queue: drop leftovers of an earlier, interrupted run
-  curl -fsS -u "$mgmt_user:$mgmt_pass" -X DELETE "$mgmt/api/queues/%2f/$1/contents" \
-    >/dev/null 2>&1 || true
+  mgmt "/api/queues/%2f/$1/contents" -X DELETE >/dev/null 2>&1 || true
 }
 
 # --- records -----------------------------------------------------------------------
 # Each measurement is one JSON line in $records, tagged with what produced it.
 record() { # json-tags; reads JSON lines on stdin, appends them to $records
-  python3 "$root/deploy/local/bench_report.py" record --tags "$1" --records "$records"
+  "${report_tool[@]}" record --tags "$1" --records "$records"
 }
 
 failures=0
 measured() { # command...: runs a measurement; a failure is reported, not fatal
   if ! "$@"; then
     failures=$((failures + 1))
-    say "FAILED: $*"
+    log "FAILED: $*"
   fi
 }
 
@@ -138,7 +128,7 @@ plan() { # tasks names-prefix extra-args... -> path of the plan file
 
 # --- prerequisites -----------------------------------------------------------------
 for b in warren-worker warren-dispatcher; do
-  [ -x "$bin/$b" ] || { echo "missing $bin/$b: run make build" >&2; exit 1; }
+  [ -x "$bin/$b" ] || die "missing $bin/$b: run make build"
 done
 say "building the echo ceiling (dispatcher/examples/echo_ceiling.rs)"
 cargo build --release --locked -q -p warren-dispatcher --example echo_ceiling
@@ -148,52 +138,21 @@ if [ ! -x "$venv/bin/celery" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q -r "$celery_dir/requirements.txt"
 fi
-curl -fsS -u "$mgmt_user:$mgmt_pass" "$mgmt/api/overview" >/dev/null \
-  || { echo "RabbitMQ management API not answering at $mgmt: run make rabbitmq-up" >&2; exit 1; }
+mgmt /api/overview >/dev/null ||
+  die "RabbitMQ management API not answering at $WARREN_MANAGEMENT_URL: run make rabbitmq-up"
 for q in queue_a queue_b; do
-  if [ "$(consumers "$q")" -ne 0 ]; then
-    echo "$q already has consumers; stop them first (the benchmark starts its own)" >&2
-    exit 1
+  if [ "$(queue_consumers "$q")" -ne 0 ]; then
+    die "$q already has consumers; stop them first (the benchmark starts its own)"
   fi
 done
 
 # What started this run, for the report: make sets MAKELEVEL in its recipes.
 if [ -n "${MAKELEVEL:-}" ]; then command="make bench"; else command="bash deploy/local/bench-task-flow.sh"; fi
-python3 - "$meta" "$mgmt" "$mgmt_user" "$mgmt_pass" "$venv" "$nowork_concurrency" \
-  "$nowork_tasks" "$celery_nowork_tasks" "$reps" "$cpu_tasks" "$command" <<'EOF'
-import base64, datetime, json, os, platform, subprocess, sys, urllib.request
-path, mgmt, user, password, venv, conc, nowork, celery_nowork, reps, cpu_tasks, command = sys.argv[1:]
-def run(*cmd):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
-    except Exception:
-        return None
-request = urllib.request.Request(f"{mgmt}/api/overview")
-request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
-overview = json.load(urllib.request.urlopen(request))
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-status = run("git", "status", "--porcelain", "--untracked-files=no")
-json.dump({
-    "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    "command": command,
-    "load_start": open("/proc/loadavg").read().split()[:3],
-    "cpus": os.cpu_count(),
-    "cpu_model": cpu,
-    "kernel": platform.release(),
-    "rabbitmq": overview.get("rabbitmq_version"),
-    "erlang": overview.get("erlang_version"),
-    "celery": run(f"{venv}/bin/python", "-c", "import celery, kombu; print('celery', celery.__version__ + ', kombu', kombu.__version__)"),
-    "python": run(f"{venv}/bin/python", "-c", "import platform; print(platform.python_version())"),
-    "rustc": run("rustc", "--version"),
-    "git_commit": run("git", "rev-parse", "--short", "HEAD"),
-    "git_dirty": bool(status),
-    "nowork_concurrency": int(conc),
-    "nowork_tasks": int(nowork),
-    "celery_nowork_tasks": int(celery_nowork),
-    "reps": int(reps),
-    "cpu_tasks": int(cpu_tasks),
-}, open(path, "w"), indent=2)
-EOF
+"${report_tool[@]}" meta --out "$meta" --command "$command" --venv "$venv" \
+  --celery-dir "$celery_dir" --broker-config "$root/.local/rabbitmq/rabbitmq.conf" \
+  --nowork-concurrency "$nowork_concurrency" --nowork-tasks "$nowork_tasks" \
+  --nowork-window "$nowork_window" --celery-nowork-tasks "$celery_nowork_tasks" \
+  --reps "$reps" --cpu-tasks "$cpu_tasks"
 
 for q in queue_a queue_b; do purge "$q"; done
 seed_counts=(20 50 100)
@@ -202,16 +161,19 @@ for _ in $(seq 1 "$reps"); do rep_counts+=("${seed_counts[@]}"); done
 rep_list=$(IFS=,; echo "${rep_counts[*]}")
 seed_list=$(IFS=,; echo "${seed_counts[*]}")
 for n in "${seed_counts[@]}"; do plan "$n" warren >/dev/null; done
+# The CPU runs' plan, for the report (load-test sends the same: same flags, same seed).
+"$bin/warren-dispatcher" plan --tasks "$cpu_tasks" --cpu --mix 1:0 >"$plans/warren-cpu.json"
+"${report_tool[@]}" plan-summary "$plans"/warren-*.json >&2
 
 # Measurements: each appends its JSON lines to $records; a failure is counted and
 # reported, and the benchmark goes on.
-warren_load() { # tags load-test-args...
+warren_load() { # tags load-test-args... (with the run's --workers / --concurrency)
   local tags=$1
   shift
   "$bin/warren-dispatcher" load-test "$@" --json | record "$tags"
 }
 echo_run() { # tags [--celery-format]
-  "$echo_bin" --requests "$nowork_tasks" --window 1000 --prefetch "$nowork_concurrency" \
+  "$echo_bin" --requests "$nowork_tasks" --window "$nowork_window" --prefetch "$nowork_concurrency" \
     --queues 2 --json "${@:2}" | record "$1"
 }
 celery_run() { # tags plan-file collect
@@ -227,14 +189,16 @@ say "warren, 1 worker per queue: concurrent x$reps, then sequential"
 warren_worker queue_a worker-a-1 1
 warren_worker queue_b worker-b-1 1
 wait_consumers queue_a 1; wait_consumers queue_b 1
-measured warren_load "$(tags seed warren '"workers_per_queue":1')" --tasks "$rep_list"
+measured warren_load "$(tags seed warren '"workers_per_queue":1')" --tasks "$rep_list" \
+  --workers 1
 measured warren_load "$(tags seed warren '"workers_per_queue":1')" --tasks "$seed_list" \
-  --collect sequential
+  --collect sequential --workers 1
 
 say "warren, 3 workers per queue: concurrent x$reps"
 for i in 2 3; do warren_worker queue_a "worker-a-$i" 1; warren_worker queue_b "worker-b-$i" 1; done
 wait_consumers queue_a 3; wait_consumers queue_b 3
-measured warren_load "$(tags seed warren '"workers_per_queue":3')" --tasks "$rep_list"
+measured warren_load "$(tags seed warren '"workers_per_queue":3')" --tasks "$rep_list" \
+  --workers 3
 stop_all
 wait_consumers queue_a 0; wait_consumers queue_b 0
 
@@ -247,7 +211,8 @@ for run in $(seq 1 "$reps"); do
   measured echo_run "$(tags nowork echo "\"rep\":$run")"
   measured echo_run "$(tags nowork echo-celery-format "\"rep\":$run")" --celery-format
   measured warren_load "$(tags nowork warren "\"rep\":$run,\"concurrency\":$nowork_concurrency")" \
-    --no-work --tasks "$nowork_tasks" --window 1000
+    --no-work --tasks "$nowork_tasks" --window "$nowork_window" \
+    --concurrency "$nowork_concurrency"
 done
 stop_all
 wait_consumers queue_a 0; wait_consumers queue_b 0
@@ -259,18 +224,10 @@ for workers in 1 2 4; do
   wait_consumers queue_a "$workers"
   cpu_before=$(worker_cpu_ticks)
   measured warren_load "$(tags cpu warren "\"workers\":$workers")" --cpu --mix 1:0 \
-    --tasks "$cpu_tasks"
+    --tasks "$cpu_tasks" --workers "$workers"
   # The CPU time the workers got during the run, added to its record.
-  python3 - "$records" "$(( $(worker_cpu_ticks) - cpu_before ))" "$(getconf CLK_TCK)" "$workers" <<'PY'
-import json, sys
-path, ticks, hz, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-rows = open(path).read().splitlines()
-last = json.loads(rows[-1]) if rows else {}
-if last.get("phase") == "cpu" and last.get("workers") == workers and "worker_cpu_s" not in last:
-    last["worker_cpu_s"] = round(ticks / hz, 2)
-    rows[-1] = json.dumps(last)
-    open(path, "w").write("\n".join(rows) + "\n")
-PY
+  "${report_tool[@]}" cpu-time --records "$records" --workers "$workers" \
+    --ticks "$(($(worker_cpu_ticks) - cpu_before))" --hz "$(getconf CLK_TCK)"
   stop_all
   wait_consumers queue_a 0
 done
@@ -303,14 +260,8 @@ stop_all
 
 # --- the report --------------------------------------------------------------------------
 say "writing ${out#"$root"/}"
-python3 - "$meta" <<'PY'
-import datetime, json, sys
-meta = json.load(open(sys.argv[1]))
-meta["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-meta["load_end"] = open("/proc/loadavg").read().split()[:3]
-json.dump(meta, open(sys.argv[1], "w"), indent=2)
-PY
-python3 "$root/deploy/local/bench_report.py" report --records "$records" --meta "$meta" \
+"${report_tool[@]}" finish-meta --meta "$meta"
+"${report_tool[@]}" report --records "$records" --meta "$meta" \
   --plans "$plans" --failures "$failures" --out "$out"
 echo "Report: ${out#"$root"/}; raw records: ${records#"$root"/}; logs: ${logs#"$root"/}/"
-[ "$failures" -eq 0 ] || { echo "$failures measurement(s) failed; see above" >&2; exit 1; }
+[ "$failures" -eq 0 ] || die "$failures measurement(s) failed; see above"
