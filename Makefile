@@ -48,9 +48,25 @@ crds-check: ## Fail when a committed CRD file differs from the Rust types
 	done
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy -D warnings
+lint: lint-scripts ## cargo fmt --check, clippy -D warnings (the dispatcher library also without its CLI), shellcheck, ruff
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy -p warren-dispatcher --lib --no-default-features --locked -- -D warnings
+
+RUFF_VERSION := 0.17.6
+LINT_VENV := .local/venv-lint
+RUFF := $(LINT_VENV)/bin/ruff
+PYTHON_FILES = deploy/local/*.py protocol/celery/*.py
+
+.PHONY: lint-scripts
+lint-scripts: ## shellcheck deploy/local/*.sh; ruff check and format --check of the Python scripts (installs both when missing)
+	@command -v shellcheck >/dev/null || { echo "installing Debian's shellcheck"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; }
+	@$(RUFF) --version 2>/dev/null | grep -qx "ruff $(RUFF_VERSION)" || { echo "installing ruff $(RUFF_VERSION) in $(LINT_VENV)"; \
+	  python3 -m venv $(LINT_VENV) && $(LINT_VENV)/bin/pip install -q "ruff==$(RUFF_VERSION)"; }
+	shellcheck -x -P deploy/local deploy/local/*.sh
+	$(RUFF) check --config deploy/local/ruff.toml $(PYTHON_FILES)
+	$(RUFF) format --check --config deploy/local/ruff.toml $(PYTHON_FILES)
 
 .PHONY: build
 build: ## Release binaries in target/release

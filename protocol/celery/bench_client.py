@@ -43,7 +43,11 @@ def main():
     parser.add_argument("--collect", choices=["concurrent", "sequential"], default="concurrent")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds for the whole run")
     args = parser.parse_args()
-    plan = json.load(sys.stdin if args.plan == "-" else open(args.plan))
+    if args.plan == "-":
+        plan = json.load(sys.stdin)
+    else:
+        with open(args.plan) as file:
+            plan = json.load(file)
 
     # Connect (broker and result consumer) before the clock starts, as warren's
     # dispatcher does before its first run.
@@ -93,22 +97,26 @@ def main():
         per_worker[worker] = per_worker.get(worker, 0) + 1
         if meta.get("status") != "SUCCESS":
             failed += 1
-    print(json.dumps({
-        "tasks": len(plan),
-        "collect": args.collect,
-        "wall_s": round(wall, 4),
-        "publish_s": None if published is None else round(published, 4),
-        "tasks_per_s": round(len(done_at) / wall, 2) if wall > 0 else 0.0,
-        "latency_ms": {
-            "p50": round(percentile(latencies, 0.50), 2),
-            "p95": round(percentile(latencies, 0.95), 2),
-            "p99": round(percentile(latencies, 0.99), 2),
-            "max": round(latencies[-1], 2) if latencies else 0.0,
-        },
-        "per_worker": dict(sorted(per_worker.items())),
-        "failed": failed,
-        "lost": lost,
-    }))
+    print(
+        json.dumps(
+            {
+                "tasks": len(plan),
+                "collect": args.collect,
+                "wall_s": round(wall, 4),
+                "publish_s": None if published is None else round(published, 4),
+                "tasks_per_s": round(len(done_at) / wall, 2) if wall > 0 else 0.0,
+                "latency_ms": {
+                    "p50": round(percentile(latencies, 0.50), 2),
+                    "p95": round(percentile(latencies, 0.95), 2),
+                    "p99": round(percentile(latencies, 0.99), 2),
+                    "max": round(latencies[-1], 2) if latencies else 0.0,
+                },
+                "per_worker": dict(sorted(per_worker.items())),
+                "failed": failed,
+                "lost": lost,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

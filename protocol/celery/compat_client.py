@@ -7,6 +7,7 @@ import json
 import sys
 
 from celery import signature
+
 from celery_app import app
 
 
@@ -26,7 +27,11 @@ def main():
     try:
         app.send_task("task_unknown").get(timeout=20)
     except Exception as exc:  # noqa: BLE001
-        print(json.dumps({"check": "unknown", "type": type(exc).__name__, "module": type(exc).__module__}))
+        print(
+            json.dumps(
+                {"check": "unknown", "type": type(exc).__name__, "module": type(exc).__module__}
+            )
+        )
     else:
         sys.exit("an unknown task did not raise")
     # Concurrent collection through Celery's own group join.
