@@ -240,6 +240,10 @@ mod tests {
         by_queue(jobs, &capacity)
     }
 
+    fn concurrent(samples: &[Sample], queues: &[QueueLoad], totals: Totals) -> RunReport {
+        summarize("concurrent", samples, queues, totals)
+    }
+
     fn totals(tasks: usize, wall: Duration) -> Totals {
         Totals {
             tasks,
@@ -263,12 +267,7 @@ mod tests {
         let mut tasks = vec![("queue_a", 100); 3];
         tasks.extend([("queue_b", 100); 4]);
         let queues = plan(&tasks, &[("queue_a", 3)], 1);
-        let report = summarize(
-            "concurrent",
-            &samples,
-            &queues,
-            totals(7, Duration::from_millis(500)),
-        );
+        let report = concurrent(&samples, &queues, totals(7, Duration::from_millis(500)));
         assert_eq!(report.ideal_tasks_per_s, 17.5);
         assert_eq!(report.tasks_per_s, 14.0);
         assert_eq!(report.efficiency, 0.8);
@@ -285,8 +284,7 @@ mod tests {
         // Four tasks of 100 ms planned on one slot; one never answered.
         let samples: Vec<Sample> = (0..3).map(|_| sample("w1", 100, 0)).collect();
         let queues = plan(&[("q", 100); 4], &[], 1);
-        let report = summarize(
-            "concurrent",
+        let report = concurrent(
             &samples,
             &queues,
             Totals {
@@ -308,12 +306,7 @@ mod tests {
         let samples: Vec<Sample> = durations.iter().map(|&ms| sample("w1", ms, 0)).collect();
         let tasks: Vec<(&str, u64)> = durations.iter().map(|&ms| ("q", ms)).collect();
         let queues = plan(&tasks, &[("q", 2)], 1);
-        let report = summarize(
-            "concurrent",
-            &samples,
-            &queues,
-            totals(4, Duration::from_millis(600)),
-        );
+        let report = concurrent(&samples, &queues, totals(4, Duration::from_millis(600)));
         assert_eq!(report.ideal_tasks_per_s, 8.0);
         assert_eq!(report.fifo_tasks_per_s, 6.67);
         assert_eq!(report.fifo_bound, 0.833);
@@ -328,21 +321,11 @@ mod tests {
             ..sample("celery", 100, 0)
         });
         let queues = plan(&[("q", 100); 3], &[], 1);
-        let report = summarize(
-            "concurrent",
-            &samples,
-            &queues,
-            totals(3, Duration::from_secs(1)),
-        );
+        let report = concurrent(&samples, &queues, totals(3, Duration::from_secs(1)));
         assert_eq!(report.worker_overhead_ms, Some(3.0));
         assert_eq!(report.worker_reported, 2);
         let none: Vec<Sample> = samples.into_iter().skip(2).collect();
-        let report = summarize(
-            "concurrent",
-            &none,
-            &queues,
-            totals(3, Duration::from_secs(1)),
-        );
+        let report = concurrent(&none, &queues, totals(3, Duration::from_secs(1)));
         assert_eq!(report.worker_overhead_ms, None);
         assert!(table(&[report]).contains("| n/a |"));
     }
@@ -352,7 +335,7 @@ mod tests {
         let plain = vec![sample("w1", 100, 0), sample("w1", 100, 0)];
         let queues = plan(&[("q", 100); 2], &[], 1);
         let wall = Duration::from_secs(2);
-        let report = summarize("concurrent", &plain, &queues, totals(2, wall));
+        let report = concurrent(&plain, &queues, totals(2, wall));
         assert_eq!(report.hashes_per_s, None);
         let cpu: Vec<Sample> = [300, 500]
             .into_iter()
@@ -361,7 +344,7 @@ mod tests {
                 ..sample("w1", 100, 0)
             })
             .collect();
-        let report = summarize("concurrent", &cpu, &queues, totals(2, wall));
+        let report = concurrent(&cpu, &queues, totals(2, wall));
         assert_eq!(report.hashes_per_s, Some(400.0));
         assert!(
             serde_json::to_string(&report)
@@ -380,8 +363,7 @@ mod tests {
 
     #[test]
     fn empty_run_is_all_zeros() {
-        let report = summarize(
-            "concurrent",
+        let report = concurrent(
             &[],
             &[],
             Totals {
