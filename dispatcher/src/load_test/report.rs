@@ -244,6 +244,14 @@ mod tests {
         summarize("concurrent", samples, queues, totals)
     }
 
+    /// Totals of a run in which `lost` of `tasks` got no result.
+    fn lost(lost: u64, tasks: usize, wall: Duration) -> Totals {
+        Totals {
+            lost,
+            ..totals(tasks, wall)
+        }
+    }
+
     fn totals(tasks: usize, wall: Duration) -> Totals {
         Totals {
             tasks,
@@ -284,14 +292,7 @@ mod tests {
         // Four tasks of 100 ms planned on one slot; one never answered.
         let samples: Vec<Sample> = (0..3).map(|_| sample("w1", 100, 0)).collect();
         let queues = plan(&[("q", 100); 4], &[], 1);
-        let report = concurrent(
-            &samples,
-            &queues,
-            Totals {
-                lost: 1,
-                ..totals(4, Duration::from_millis(400))
-            },
-        );
+        let report = concurrent(&samples, &queues, lost(1, 4, Duration::from_millis(400)));
         assert_eq!(report.ideal_tasks_per_s, 10.0);
         assert_eq!(report.tasks_per_s, 7.5);
         assert_eq!(report.efficiency, 0.75);
@@ -363,14 +364,7 @@ mod tests {
 
     #[test]
     fn empty_run_is_all_zeros() {
-        let report = concurrent(
-            &[],
-            &[],
-            Totals {
-                lost: 3,
-                ..totals(3, Duration::from_secs(1))
-            },
-        );
+        let report = concurrent(&[], &[], lost(3, 3, Duration::from_secs(1)));
         assert_eq!(report.tasks_per_s, 0.0);
         assert_eq!(report.efficiency, 0.0);
         assert_eq!(report.lost, 3);
