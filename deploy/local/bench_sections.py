@@ -179,7 +179,7 @@ def reaction_section(run):
             "A backlog appears -> the operator patches `/scale`; "
             f"{r['trials']} trials, poll interval {r['poll_interval_s']:g} s (configured by the "
             f"test), {stats}, against the local control plane (`cargo test --release -p "
-            "warren-operator --test bench -- --ignored reaction_time`, run by `make bench` before "
+            "warren-operator --test bench -- --ignored bench_reaction_time`, run by `make bench` before "
             "the task-flow run; raw samples in "
             "[bench-results/operator-reaction.json](bench-results/operator-reaction.json))."
         ),
@@ -204,7 +204,7 @@ def scale_section(run):
         (
             f"{r['taskqueues']:,} TaskQueues over {r['queues']:,} queues in one vhost, each scaling its "
             "own Deployment (`cargo test --release -p warren-operator --test bench -- --ignored "
-            "thousand_taskqueues`, run by `make bench`; "
+            "bench_thousand_taskqueues`, run by `make bench`; "
             "[bench-results/operator-scale.json](bench-results/operator-scale.json)). Measured over a "
             f"{r['window_s']:.0f} s window after every TaskQueue was decided once; the decisions are "
             "read per TaskQueue from the operator's debug log."

@@ -105,6 +105,8 @@ k -n "$NS" create deployment worker-a --image=warren-worker:e2e --replicas=1 >/d
 k -n "$NS" create secret generic rabbit-creds \
   --from-literal=username="$WARREN_MANAGEMENT_USERNAME" \
   --from-literal=password="$WARREN_MANAGEMENT_PASSWORD" >/dev/null
+# TaskQueues may use only Secrets that opt in (the chart's broker.secretLabel).
+k -n "$NS" label secret rabbit-creds warren.dev/broker-credentials=true >/dev/null
 mgmt "/api/queues/%2f/$QUEUE" -X PUT -H 'content-type: application/json' \
   -d '{"durable": true}' >/dev/null
 for _ in $(seq 30); do
