@@ -132,7 +132,12 @@ impl Worker {
                     return_unstarted(consumer).await;
                 }
                 self.drain(&mut tasks).await;
-                let _ = connection.close(200, "worker shutting down".into()).await;
+                // lapin can wait forever for close-ok when a channel is already
+                // closing; the work is settled by now, so exiting matters more.
+                let close = connection.close(200, "worker shutting down".into());
+                if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
+                    warn!(timeout = ?CLOSE_TIMEOUT, "broker did not confirm the close; exiting anyway");
+                }
                 Ok(SessionEnd::Shutdown)
             }
             lost => {
@@ -202,6 +207,9 @@ impl Worker {
         }
     }
 }
+
+/// How long a shutting-down worker waits for the broker to confirm the close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Deliveries that reached us after basic.cancel went out never started: requeue them.
 async fn return_unstarted(mut consumer: Consumer) {
