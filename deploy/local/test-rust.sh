@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .local
 log=.local/cargo-test.log
-"${CARGO:-cargo}" test --workspace --all-targets --locked -- --include-ignored --skip bench_ 2>&1 | tee "$log"
+"${CARGO:-cargo}" test --workspace --all-targets --locked --no-fail-fast -- --include-ignored --skip bench_ 2>&1 | tee "$log"
 if grep -E '^test result: .* [1-9][0-9]* ignored' "$log"; then
   echo "some tests were ignored above; make test runs every test" >&2
   exit 1
