@@ -15,7 +15,7 @@ use warren_protocol::amqp::{result_properties, table_to_json};
 use warren_protocol::{DeadLetter, IncomingMessage, ResultMetadata, TaskMessage};
 
 use crate::config::WorkerConfig;
-use crate::disposition::{Delivered, Outcome, dispose};
+use crate::disposition::{Delivered, Disposition, Outcome, dispose};
 use crate::metrics::{NameLabel, ReasonLabel, WorkerMetrics};
 use crate::registry::{TaskError, TaskRegistry, TaskRequest};
 
@@ -37,6 +37,19 @@ pub(crate) struct DeliveryContext {
     pub dead_letter_queue: String,
 }
 
+/// What settling a delivery needs to know once its handler has run (or could not).
+struct Ran<'a> {
+    /// The task name, or `<undecodable>`, for logs and metrics.
+    task_name: &'a str,
+    /// The task id, when it could be read (header `id` or `correlation_id`).
+    task_id: Option<&'a str>,
+    /// The delivery's own `reply_to` property: where the result is published.
+    reply_to: Option<&'a str>,
+    runtime: Duration,
+}
+
+/// Runs one delivery to the end. The permit is held until the delivery is acked
+/// (or given back), so the concurrency bound covers settling it too.
 pub(crate) async fn process(
     delivery: Delivery,
     ctx: Arc<DeliveryContext>,
@@ -48,90 +61,124 @@ pub(crate) async fn process(
         .as_ref()
         .map(table_to_json)
         .unwrap_or_default();
-    let props = &delivery.properties;
-    let correlation_id = props.correlation_id().as_ref().map(|s| s.as_str());
-    let reply_to = props.reply_to().as_ref().map(|s| s.as_str());
-    let incoming = IncomingMessage {
-        headers: &headers,
-        body: &delivery.data,
-        content_type: props.content_type().as_ref().map(|s| s.as_str()),
-        correlation_id,
-        reply_to,
-    };
+    let incoming = incoming_message(&delivery, &headers);
     let started = Instant::now();
-    let decoded = TaskMessage::decode(incoming);
-    let (outcome, message) = match decoded {
-        Err(error) => (Outcome::Undecodable(error.to_string()), None),
-        Ok(message) if !ctx.registry.contains(&message.task) => {
-            (Outcome::UnknownTask(message.task.clone()), Some(message))
-        }
-        Ok(message) => (run(&message, &ctx).await, Some(message)),
-    };
+    let (outcome, message) = decode_and_run(incoming, &ctx).await;
     let runtime = started.elapsed();
-    let task_name = message
-        .as_ref()
-        .map_or("<undecodable>", |m| m.task.as_str());
-    record(&ctx.metrics, task_name, &outcome, runtime);
-    let task_id = message.as_ref().map(|m| m.id.as_str()).or(correlation_id);
+    let ran = Ran {
+        task_name: message
+            .as_ref()
+            .map_or("<undecodable>", |m| m.task.as_str()),
+        task_id: message
+            .as_ref()
+            .map(|m| m.id.as_str())
+            .or(incoming.correlation_id),
+        reply_to: incoming.reply_to,
+        runtime,
+    };
+    record(&ctx.metrics, ran.task_name, &outcome, runtime);
     let disposition = dispose(
         outcome,
         Delivered {
-            task_id,
-            reply_to: message.as_ref().map_or(reply_to, |m| m.reply_to.as_deref()),
+            task_id: ran.task_id,
+            reply_to: message
+                .as_ref()
+                .map_or(ran.reply_to, |m| m.reply_to.as_deref()),
             ignore_result: message.as_ref().is_some_and(|m| m.ignore_result),
             worker: &ctx.config.name,
         },
     );
-
-    let delivered = async {
-        if let Some((reason, detail)) = &disposition.dead_letter {
-            warn!(task = task_name, id = task_id, reason = reason.as_str(), %detail, "dead-lettering message");
-            let dead_letter = DeadLetter {
-                reason: *reason,
-                error: detail.clone(),
-                queue: ctx.config.queue.clone(),
-                worker: ctx.config.name.clone(),
-            };
-            let properties = dead_letter_properties(&delivery, &dead_letter);
-            publish(
-                &ctx.publisher,
-                "",
-                &ctx.dead_letter_queue,
-                &delivery.data,
-                properties,
-            )
-            .await?;
-            ctx.metrics
-                .dead_lettered
-                .get_or_create(&ReasonLabel {
-                    reason: reason.as_str().into(),
-                })
-                .inc();
-        }
-        if let (Some(reply), Some(reply_to)) = (&disposition.reply, reply_to) {
-            let metadata = ResultMetadata {
-                runtime: Some(runtime),
-                concurrency: Some(u32::try_from(ctx.config.concurrency).unwrap_or(u32::MAX)),
-            };
-            let properties = result_properties(&reply.task_id, metadata.to_headers());
-            publish(&ctx.publisher, "", reply_to, &reply.encode(), properties).await?;
-        }
-        Ok::<(), DeliveryError>(())
-    };
-    if let Err(error) = delivered.await {
-        // Give the message back now rather than when the channel closes; if the
-        // connection is gone this fails too, and the broker requeues it anyway.
-        let _ = delivery
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            })
-            .await;
+    if let Err(error) = settle(&delivery, &ctx, &disposition, &ran).await {
+        give_back(&delivery).await;
         return Err(error);
     }
     delivery.ack(BasicAckOptions::default()).await?;
-    debug!(task = task_name, id = task_id, ?runtime, "acked");
+    debug!(task = ran.task_name, id = ran.task_id, runtime = ?ran.runtime, "acked");
     Ok(())
+}
+
+/// The delivery as the protocol reads it, borrowing its body and properties.
+fn incoming_message<'a>(
+    delivery: &'a Delivery,
+    headers: &'a serde_json::Map<String, serde_json::Value>,
+) -> IncomingMessage<'a> {
+    let props = &delivery.properties;
+    IncomingMessage {
+        headers,
+        body: &delivery.data,
+        content_type: props.content_type().as_ref().map(|s| s.as_str()),
+        correlation_id: props.correlation_id().as_ref().map(|s| s.as_str()),
+        reply_to: props.reply_to().as_ref().map(|s| s.as_str()),
+    }
+}
+
+/// Decodes the message and, if a handler is registered for it, runs it. The
+/// message is returned whenever it could be decoded, for the reply and the logs.
+async fn decode_and_run(
+    incoming: IncomingMessage<'_>,
+    ctx: &DeliveryContext,
+) -> (Outcome, Option<TaskMessage>) {
+    match TaskMessage::decode(incoming) {
+        Err(error) => (Outcome::Undecodable(error.to_string()), None),
+        Ok(message) if !ctx.registry.contains(&message.task) => {
+            (Outcome::UnknownTask(message.task.clone()), Some(message))
+        }
+        Ok(message) => (run(&message, ctx).await, Some(message)),
+    }
+}
+
+/// Dead-letters the message if the disposition says so, then publishes the result,
+/// both confirmed: only then may the delivery be acked.
+async fn settle(
+    delivery: &Delivery,
+    ctx: &DeliveryContext,
+    disposition: &Disposition,
+    ran: &Ran<'_>,
+) -> Result<(), DeliveryError> {
+    if let Some((reason, detail)) = &disposition.dead_letter {
+        warn!(task = ran.task_name, id = ran.task_id, reason = reason.as_str(), %detail, "dead-lettering message");
+        let dead_letter = DeadLetter {
+            reason: *reason,
+            error: detail.clone(),
+            queue: ctx.config.queue.clone(),
+            worker: ctx.config.name.clone(),
+        };
+        let properties = dead_letter_properties(delivery, &dead_letter);
+        publish(
+            &ctx.publisher,
+            "",
+            &ctx.dead_letter_queue,
+            &delivery.data,
+            properties,
+        )
+        .await?;
+        ctx.metrics
+            .dead_lettered
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str().into(),
+            })
+            .inc();
+    }
+    if let (Some(reply), Some(reply_to)) = (&disposition.reply, ran.reply_to) {
+        let metadata = ResultMetadata {
+            runtime: Some(ran.runtime),
+            concurrency: Some(u32::try_from(ctx.config.concurrency).unwrap_or(u32::MAX)),
+        };
+        let properties = result_properties(&reply.task_id, metadata.to_headers());
+        publish(&ctx.publisher, "", reply_to, &reply.encode(), properties).await?;
+    }
+    Ok(())
+}
+
+/// Gives the message back now rather than when the channel closes; if the
+/// connection is gone this fails too, and the broker requeues it anyway.
+async fn give_back(delivery: &Delivery) {
+    let _ = delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await;
 }
 
 /// Runs the handler, retrying retryable failures with backoff.
