@@ -130,7 +130,7 @@ plan() { # tasks names-prefix extra-args... -> path of the plan file
 for b in warren-worker warren-dispatcher; do
   [ -x "$bin/$b" ] || die "missing $bin/$b: run make build"
 done
-say "building the echo ceiling (dispatcher/examples/echo_ceiling.rs)"
+say "building the echo ceiling (dispatcher/examples/echo_ceiling/)"
 cargo build --release --locked -q -p warren-dispatcher --example echo_ceiling
 echo_bin="$bin/examples/echo_ceiling"
 if [ ! -x "$venv/bin/celery" ]; then

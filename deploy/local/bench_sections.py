@@ -46,7 +46,7 @@ def nowork_section(run, f):
             f"queue_b; `warren-dispatcher load-test --no-work --tasks {meta['nowork_tasks']}{window}`."
         ),
         (
-            "- **broker ceiling**: `dispatcher/examples/echo_ceiling.rs`, a bare lapin echo: one client "
+            "- **broker ceiling**: `dispatcher/examples/echo_ceiling/`, a bare lapin echo: one client "
             f"connection sends {echo.get('requests', 'n/a')} persistent, confirmed requests of "
             f"{echo.get('request_bytes', 'n/a')} bytes (at most {echo.get('window', 'n/a')} in flight) "
             f"over {echo.get('queues', 'n/a')} durable queues; one responder connection per queue "
