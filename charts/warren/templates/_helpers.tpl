@@ -31,3 +31,17 @@ app.kubernetes.io/component: operator
 {{- define "warren.secretName" -}}
 {{- default (printf "%s-broker" (include "warren.fullname" .)) .Values.broker.existingSecret -}}
 {{- end -}}
+
+{{/* Labels of a worker Deployment, its pods and its TaskQueue. */}}
+{{- define "warren.workerLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: worker
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+warren.dev/worker: {{ .name }}
+{{- end -}}
+
+{{- define "warren.workerSecretName" -}}
+{{- default (printf "%s-amqp" (include "warren.fullname" .)) .Values.workers.existingAmqpSecret -}}
+{{- end -}}
