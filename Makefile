@@ -13,7 +13,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 .PHONY: test
-test: rabbitmq-up lint crds-check tools ## Run every test (starts RabbitMQ and the local cluster, takes the cluster down after)
+test: rabbitmq-up lint crds-check kustomize-check tools ## Run every test (starts RabbitMQ and the local cluster, takes the cluster down after)
 	@set -e; trap 'bash deploy/local/cluster.sh down' EXIT; \
 	bash deploy/local/cluster.sh up; \
 	KUBECONFIG=$(CURDIR)/.local/kubeconfig bash deploy/local/test-rust.sh; \
@@ -47,6 +47,21 @@ crds-check: ## Fail when a committed CRD file differs from the Rust types
 	  diff -u $$f .local/crd.yaml || { echo "$$f is stale: run make crds" >&2; exit 1; }; \
 	done
 
+.PHONY: kustomize
+kustomize: tools ## Render deploy/kustomize/{base,seed} from the Helm chart
+	bash deploy/kustomize/render.sh
+
+.PHONY: kustomize-check
+kustomize-check: tools ## Fail when deploy/kustomize differs from the chart, or an overlay does not build
+	@set -e; rm -rf .local/kustomize; mkdir -p .local/kustomize; \
+	bash deploy/kustomize/render.sh .local/kustomize; \
+	for f in base/warren.yaml seed/workers.yaml; do \
+	  diff -u deploy/kustomize/$$f .local/kustomize/$$f || { echo "deploy/kustomize/$$f is stale: run make kustomize" >&2; exit 1; }; \
+	done; \
+	. deploy/local/env.sh; for k in base seed overlays/local; do \
+	  kubectl kustomize deploy/kustomize/$$k >/dev/null || { echo "kubectl kustomize deploy/kustomize/$$k failed" >&2; exit 1; }; \
+	done
+
 .PHONY: lint
 lint: lint-scripts ## cargo fmt --check, clippy -D warnings (the dispatcher library also without its CLI), shellcheck, ruff
 	$(CARGO) fmt --all -- --check
@@ -59,12 +74,12 @@ RUFF := $(LINT_VENV)/bin/ruff
 PYTHON_FILES = deploy/local/*.py protocol/celery/*.py
 
 .PHONY: lint-scripts
-lint-scripts: ## shellcheck deploy/local/*.sh; ruff check and format --check of the Python scripts (installs both when missing)
+lint-scripts: ## shellcheck deploy/local/*.sh and deploy/kustomize/*.sh; ruff check and format --check of the Python scripts (installs both when missing)
 	@command -v shellcheck >/dev/null || { echo "installing Debian's shellcheck"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; }
 	@$(RUFF) --version 2>/dev/null | grep -qx "ruff $(RUFF_VERSION)" || { echo "installing ruff $(RUFF_VERSION) in $(LINT_VENV)"; \
 	  python3 -m venv $(LINT_VENV) && $(LINT_VENV)/bin/pip install -q "ruff==$(RUFF_VERSION)"; }
-	shellcheck -x -P deploy/local deploy/local/*.sh
+	shellcheck -x -P deploy/local deploy/local/*.sh deploy/kustomize/*.sh
 	$(RUFF) check --config deploy/local/ruff.toml $(PYTHON_FILES)
 	$(RUFF) format --check --config deploy/local/ruff.toml $(PYTHON_FILES)
 
@@ -109,3 +124,11 @@ cluster-down: ## Stop the local control plane and remove its state
 .PHONY: cluster-status
 cluster-status: ## Is the local control plane up?
 	bash deploy/local/cluster.sh status
+
+.PHONY: images
+images: ## Container images (static musl binaries, FROM scratch) as OCI archives in .local/images/, built by buildah offline; no Docker engine, no registry
+	bash deploy/local/images.sh build
+
+.PHONY: images-check
+images-check: rabbitmq-up images ## The images in a throwaway containerd: non-root, --help, names through /etc/hosts and DNS, a task from the dispatcher's image to the worker's
+	bash deploy/local/images.sh check
