@@ -71,7 +71,7 @@ lint: lint-scripts ## cargo fmt --check, clippy -D warnings (the dispatcher libr
 RUFF_VERSION := 0.17.6
 LINT_VENV := .local/venv-lint
 RUFF := $(LINT_VENV)/bin/ruff
-PYTHON_FILES = deploy/local/*.py protocol/celery/*.py
+PYTHON_FILES = deploy/local/*.py deploy/images/*.py protocol/celery/*.py
 
 .PHONY: lint-scripts
 lint-scripts: ## shellcheck deploy/local/*.sh and deploy/kustomize/*.sh; ruff check and format --check of the Python scripts (installs both when missing)
