@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Local Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler and kwok (fake nodes whose pods
-# become Running without a container runtime).
+# become Running without a container runtime), and a real node beside them
+# (node.sh: kubelet, containerd, runc, CoreDNS, on a bridge of its own).
 #
 # usage: cluster.sh up       build missing tools, start what is not running, wait until Ready
 #        cluster.sh down     stop the processes started by `up`, delete the cluster state
 #        cluster.sh status   up/down, versions, nodes
 #
-# State: .local/cluster/ (certs, etcd data, logs, pid files) and the admin
-# kubeconfig .local/kubeconfig.  Binaries: see tools.sh / versions.env.
+# State: .local/cluster/ (certs, etcd data, the node's dirs, logs, pid files) and
+# the admin kubeconfig .local/kubeconfig.  Binaries: see tools.sh / versions.env.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,10 +30,18 @@ START_TIMEOUT="${WARREN_START_TIMEOUT:-120}"
 
 k() { "$KUBECTL" --kubeconfig="$KCFG" "$@"; }
 
+# shellcheck source=pki.sh
+. "$HERE/pki.sh"
+# shellcheck source=node.sh
+. "$HERE/node.sh"
+
 bin_of() {
   case "$1" in
     etcd) echo "$WARREN_ETCD_BIN/etcd" ;;
     kwok) echo "$WARREN_KWOK_BIN/kwok" ;;
+    coredns) echo "$WARREN_CACHE/bin/coredns-$COREDNS_VERSION/coredns" ;;
+    containerd) command -v containerd ;;
+    fwd-*) command -v socat ;;
     *) echo "$WARREN_K8S_BIN/$1" ;;
   esac
 }
@@ -45,8 +54,11 @@ pid_of() {
   pid="$(cat "$f" 2>/dev/null || true)"
   if [[ "$pid" =~ ^[0-9]+$ ]] && exe="$(readlink "/proc/$pid/exe" 2>/dev/null)"; then
     exe="${exe% (deleted)}"
-    # Our binaries live in the cache as <cache>/bin/<component>-<version>/<name>.
-    if [[ "$(basename "$exe")" == "$1" && "$exe" == "$WARREN_CACHE/bin/"* ]]; then
+    # Our builds live in the cache as <cache>/bin/<component>-<version>/<name> (any
+    # version: one started before a pin was bumped is still ours); Debian's binaries
+    # (containerd, socat) are matched by path.
+    if [[ "$(basename "$exe")" == "$1" && "$exe" == "$WARREN_CACHE/bin/"* ]] ||
+      [[ "$exe" == "$(readlink -f "$(bin_of "$1")")" ]]; then
       echo "$pid"
       return 0
     fi
@@ -121,111 +133,6 @@ check_port() { # name port
   fi
 }
 
-# ---------------------------------------------------------------- certs ----
-
-need_openssl() {
-  command -v openssl >/dev/null 2>&1 && return 0
-  log "openssl not found; installing it with apt-get"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl) >&2 ||
-    die "openssl is required"
-}
-
-# TLS keys are ECDSA P-256 (generated in milliseconds); the service-account
-# signing key is RSA 2048.
-eckey() { openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out "$1"; }
-
-# ca NAME CN: self-signed CA.
-ca() {
-  eckey "$PKI/$1.key"
-  openssl req -x509 -new -key "$PKI/$1.key" -subj "/CN=$2" -days 3650 -sha256 \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-    -out "$PKI/$1.crt" 2>/dev/null
-}
-
-# cert NAME CN O [SAN [CA]]: key + cert signed by CA (default: the cluster CA);
-# a server cert if SAN is given, else a client cert.
-cert() {
-  local name="$1" cn="$2" o="$3" san="${4:-}" signer="${5:-ca}" ext="$PKI/$1.ext" subj="/CN=$2"
-  [[ -n "$o" ]] && subj="/O=$o/CN=$cn"
-  eckey "$PKI/$name.key"
-  openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
-  {
-    echo "basicConstraints=critical,CA:FALSE"
-    echo "keyUsage=critical,digitalSignature"
-    if [[ -n "$san" ]]; then
-      echo "extendedKeyUsage=serverAuth"
-      echo "subjectAltName=$san"
-    else
-      echo "extendedKeyUsage=clientAuth"
-    fi
-  } >"$ext"
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$signer.crt" -CAkey "$PKI/$signer.key" -CAcreateserial \
-    -days 3650 -sha256 -extfile "$ext" -out "$PKI/$name.crt" 2>/dev/null
-  rm -f "$PKI/$name.csr" "$ext"
-}
-
-b64() { base64 -w0 <"$1"; }
-
-kubeconfig() { # file user-cert-name
-  local f="$1" c="$2"
-  (
-    umask 077
-    cat >"$f.tmp" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: warren-local
-  cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
-    certificate-authority-data: $(b64 "$PKI/ca.crt")
-users:
-- name: $c
-  user:
-    client-certificate-data: $(b64 "$PKI/$c.crt")
-    client-key-data: $(b64 "$PKI/$c.key")
-contexts:
-- name: warren-local
-  context:
-    cluster: warren-local
-    user: $c
-current-context: warren-local
-EOF
-  )
-  mv "$f.tmp" "$f"
-}
-
-gen_pki() {
-  if [[ -f "$PKI/.complete" ]]; then
-    [[ -f "$KCFG" ]] || kubeconfig "$KCFG" admin
-    return 0
-  fi
-  need_openssl
-  # New certificates: whatever still runs with old ones has to go.
-  stop kwok kube-scheduler kube-controller-manager kube-apiserver etcd
-  log "generating certificates in $PKI"
-  rm -rf "$PKI"
-  mkdir -p "$PKI"
-  chmod 700 "$PKI"
-  ca ca warren-local-ca
-  # Front proxy (aggregation layer) CA and client: fills the requestheader CA
-  # in kube-system/extension-apiserver-authentication that the
-  # controller-manager and scheduler read.
-  ca front-proxy-ca warren-local-front-proxy-ca
-  cert front-proxy-client front-proxy-client "" "" front-proxy-ca
-  cert apiserver kube-apiserver "" \
-    "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
-  cert admin kubernetes-admin system:masters
-  cert controller-manager system:kube-controller-manager ""
-  cert scheduler system:kube-scheduler ""
-  cert kwok kwok-controller system:masters
-  openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
-  openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
-  for c in controller-manager scheduler kwok; do kubeconfig "$PKI/$c.kubeconfig" "$c"; done
-  mkdir -p "$(dirname "$KCFG")"
-  kubeconfig "$KCFG" admin
-  touch "$PKI/.complete"
-}
-
 # ----------------------------------------------------------- components ----
 
 start_etcd() {
@@ -249,11 +156,13 @@ start_etcd() {
 start_apiserver() {
   alive kube-apiserver && return 0
   check_port kube-apiserver "$APISERVER_PORT"
-  # --endpoint-reconciler-type=none: the "kubernetes" Endpoints may not hold a
-  # loopback address, and nothing in this cluster needs it.
+  # Served on loopback; advertised (the `kubernetes` Endpoints) at the node's bridge
+  # address, where a forwarder leads to it (node.sh). The kubelet is called at its
+  # InternalIP only (the bridge address), never at a hostname that could resolve to
+  # the machine's external address, and its serving cert is checked.
   start kube-apiserver \
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+    --bind-address=127.0.0.1 --advertise-address="$NODE_IP" --secure-port="$APISERVER_PORT" \
     --cert-dir="$PKI" --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
     --client-ca-file="$PKI/ca.crt" \
     --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
@@ -263,8 +172,11 @@ start_apiserver() {
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
     --service-cluster-ip-range="$SERVICE_CLUSTER_IP_RANGE" \
+    --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority="$PKI/ca.crt" --kubelet-preferred-address-types=InternalIP \
     --authorization-mode=Node,RBAC --allow-privileged=true \
-    --endpoint-reconciler-type=none --profiling=false --v=1
+    --profiling=false --v=1
 }
 
 start_controller_manager() {
@@ -356,7 +268,7 @@ all_alive() {
 
 cmd_up() {
   local t0=$SECONDS
-  if [[ -x "$KUBECTL" ]] && all_alive && apiserver_ready; then
+  if [[ -x "$KUBECTL" ]] && all_alive && node_alive && apiserver_ready; then
     log "cluster is already up (kubernetes $KUBERNETES_VERSION, kubeconfig $KCFG)"
     echo "export KUBECONFIG=$KCFG"
     return 0
@@ -377,16 +289,21 @@ cmd_up() {
   # Pods need the "default" ServiceAccount, created by the controller-manager.
   wait_for "default ServiceAccount" "$START_TIMEOUT" k -n default get serviceaccount default ||
     { tail -n 30 "$LOGS/kube-controller-manager.log" >&2; die "controller-manager did not create the default ServiceAccount"; }
-  all_alive || die "a component exited during start-up; see $LOGS"
-  log "cluster is up in $((SECONDS - t0))s: kubernetes $KUBERNETES_VERSION, $FAKE_NODE_COUNT kwok nodes Ready"
+  node_up
+  if ! all_alive || ! node_alive; then die "a component exited during start-up; see $LOGS"; fi
+  log "cluster is up in $((SECONDS - t0))s: kubernetes $KUBERNETES_VERSION, $FAKE_NODE_COUNT kwok nodes$(node_enabled && echo " and $REAL_NODE_NAME") Ready"
   log "kubectl: $KUBECTL (or: . deploy/local/env.sh)   logs: $LOGS"
   echo "export KUBECONFIG=$KCFG"
 }
 
 cmd_down() {
   local c any=0
-  for c in "${COMPONENTS[@]}"; do alive "$c" && any=1; done
-  stop kwok kube-scheduler kube-controller-manager kube-apiserver etcd
+  for c in "${COMPONENTS[@]}" "${NODE_COMPONENTS[@]}"; do alive "$c" && any=1; done
+  # The node first: its kubelet and CoreDNS talk to the API server. etcd last: the
+  # API server removes itself from the `kubernetes` Endpoints as it exits.
+  node_down
+  stop kwok kube-scheduler kube-controller-manager kube-apiserver
+  stop etcd
   if [[ -d "$STATE" || -f "$KCFG" ]]; then
     rm -rf "$STATE" "$KCFG"
     log "cluster stopped; state removed ($STATE, $KCFG)"
@@ -405,6 +322,7 @@ cmd_status() {
       printf '  %-24s stopped\n' "$c"
     fi
   done
+  node_status
   echo "pinned: kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION"
   if [[ $running -eq ${#COMPONENTS[@]} ]] && apiserver_ready; then
     echo "cluster: up (https://127.0.0.1:$APISERVER_PORT, KUBECONFIG=$KCFG)"
