@@ -5,7 +5,8 @@
 # "N passed, N failed"; exits non-zero if any check failed.
 #
 # NOTE: check 4 runs `cluster.sh down` + `up`, so the cluster is recreated
-# (empty) by this script; it is left up at the end.
+# (empty) by this script; it is left up at the end. Check 5 runs a real container
+# on the real node (node.sh); it needs RabbitMQ and starts it when it is not up.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,6 +37,20 @@ ready_nodes() {
     -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$' || true
 }
 nodes_ready() { [[ "$(ready_nodes)" == "$FAKE_NODE_COUNT" ]]; }
+
+# What `cluster.sh down` must not leave behind of the real node (empty when nothing).
+node_leftovers() {
+  local what=""
+  # (nod[e]: this grep's own command line does not match)
+  grep -lsE -- "$WARREN_STATE/nod[e]/" /proc/[0-9]*/cmdline >/dev/null && what+=" processes naming $WARREN_STATE/node"
+  [[ -n "$(ss -Hltn "src $NODE_IP or src $KUBERNETES_SERVICE_IP" 2>/dev/null)" ]] && what+=" listeners on the bridge addresses"
+  findmnt -rn -o TARGET | grep -F "$WARREN_STATE/" >/dev/null && what+=" mounts under $WARREN_STATE"
+  compgen -G "/sys/fs/cgroup/*/warren-node" >/dev/null && what+=" cgroups warren-node"
+  ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && what+=" bridge $NODE_BRIDGE"
+  ip route show type blackhole | grep -F -e "$SERVICE_CLUSTER_IP_RANGE" -e "$FAKE_NODE_NETWORK" >/dev/null &&
+    what+=" blackhole routes"
+  echo "$what"
+}
 
 echo "== local cluster tests (kubernetes $KUBERNETES_VERSION, kwok $KWOK_VERSION)"
 if ! bash "$CLUSTER" up >"$TMP/up0.log" 2>&1; then
@@ -204,6 +219,14 @@ if [[ -z "$leftover" ]] && ! curl -ksS --max-time 2 "https://127.0.0.1:$APISERVE
 else
   fail "after down: leftovers:${leftover:- (none)}; apiserver/etcd port still answers?"
 fi
+if [[ "$WARREN_REAL_NODE" == 1 ]]; then
+  node_leftovers="$(node_leftovers)"
+  if [[ -z "$node_leftovers" ]]; then
+    pass "after down: no kubelet, containerd, shim, CoreDNS or forwarder left; no mount, cgroup or bridge"
+  else
+    fail "after down: the real node left:$node_leftovers"
+  fi
+fi
 if bash "$CLUSTER" down >"$TMP/down2.log" 2>&1; then
   pass "second 'cluster.sh down' is harmless"
 else
@@ -233,6 +256,17 @@ if k -n "$NS" apply -f "$TMP/deploy.yaml" >/dev/null &&
 else
   fail "fresh cluster: $(running_pods app=web) Running of $(all_pods app=web) pods"
 fi
+nodes_used="$(k -n "$NS" get pods -l app=web -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}')"
+if [[ -n "$nodes_used" ]] && ! grep -qx "$REAL_NODE_NAME" <<<"$nodes_used"; then
+  pass "pods that do not tolerate the real node's taint stay on kwok's nodes"
+else
+  fail "web pods on nodes: $(tr '\n' ' ' <<<"$nodes_used")"
+fi
 k delete namespace "$NS" --wait=false >/dev/null 2>&1
+
+if [[ "$WARREN_REAL_NODE" == 1 ]]; then
+  # shellcheck source=test-node.sh
+  . "$HERE/test-node.sh"
+fi
 
 summary
