@@ -18,7 +18,8 @@ test: rabbitmq-up lint crds-check kustomize-check tools ## Run every test (start
 	bash deploy/local/cluster.sh up; \
 	KUBECONFIG=$(CURDIR)/.local/kubeconfig bash deploy/local/test-rust.sh; \
 	bash deploy/local/test-cluster.sh; \
-	bash deploy/local/test-chart.sh
+	bash deploy/local/test-chart.sh; \
+	bash deploy/local/test-e2e.sh
 
 .PHONY: test-rust
 test-rust: rabbitmq-up ## Every Rust test, service tests included (the operator's cluster tests need `make cluster-up`); fails on any skip
