@@ -299,11 +299,14 @@ cmd_up() {
 cmd_down() {
   local c any=0
   for c in "${COMPONENTS[@]}" "${NODE_COMPONENTS[@]}"; do alive "$c" && any=1; done
-  # The node first: its kubelet and CoreDNS talk to the API server. etcd last: the
-  # API server removes itself from the `kubernetes` Endpoints as it exits.
-  node_down
-  stop kwok kube-scheduler kube-controller-manager kube-apiserver
+  # In batches whose exits overlap: what talks to the API server (the node's kubelet
+  # and CoreDNS with the controllers), then containerd, once it has killed the
+  # containers, with the API server; etcd last: the API server removes itself from
+  # the `kubernetes` Endpoints as it exits.
+  node_stop kwok kube-scheduler kube-controller-manager
+  stop containerd kube-apiserver
   stop etcd
+  node_cleanup
   if [[ -d "$STATE" || -f "$KCFG" ]]; then
     rm -rf "$STATE" "$KCFG"
     log "cluster stopped; state removed ($STATE, $KCFG)"
@@ -323,8 +326,8 @@ cmd_status() {
     fi
   done
   node_status
-  echo "pinned: kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION"
-  if [[ $running -eq ${#COMPONENTS[@]} ]] && apiserver_ready; then
+  echo "pinned: kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION, coredns $COREDNS_VERSION"
+  if [[ $running -eq ${#COMPONENTS[@]} ]] && node_alive && apiserver_ready; then
     echo "cluster: up (https://127.0.0.1:$APISERVER_PORT, KUBECONFIG=$KCFG)"
     k version 2>/dev/null | sed 's/^/  /' || true
     k get nodes -o wide 2>/dev/null | sed 's/^/  /' || true

@@ -4,7 +4,9 @@
 # cluster.sh, whose start/stop/pid_of/k and STATE/PKI/LOGS/RUN it uses:
 #
 #   node_up        install what is missing, start what is not running, wait for Ready
-#   node_down      stop the node's containers and processes, undo its mounts, cgroups and bridge
+#   node_stop, node_cleanup
+#                  the two halves of `down` (see there): stop the node's processes and
+#                  containers; undo its mounts, cgroups, bridge and routes
 #   node_status    one line per node process
 #
 # Network (docs/local-cluster.md, "The real node"): the scripts own a bridge,
@@ -163,6 +165,7 @@ coredns_ready() { curl -fsS "http://127.0.0.1:$COREDNS_READY_PORT/ready" >/dev/n
 
 start_coredns() {
   alive coredns && return 0
+  check_port coredns "$COREDNS_READY_PORT"
   start coredns -conf "$NODE_DIR/Corefile"
   wait_for "CoreDNS ready" "$START_TIMEOUT" coredns_ready ||
     { tail -n 20 "$LOGS/coredns.log" >&2; die "CoreDNS did not become ready (log: $LOGS/coredns.log)"; }
@@ -205,6 +208,8 @@ make_cgroup_root() {
 
 start_kubelet() {
   alive kubelet && return 0
+  # Another kubelet on this machine would hold this port (and maybe 10250 on all addresses).
+  check_port kubelet "$KUBELET_HEALTHZ_PORT"
   make_cgroup_root
   # The kubelet creates /var/log/containers (a fixed path) for its log symlinks; note
   # whether it was there so `down` removes it only if it was ours.
@@ -286,17 +291,27 @@ remove_log_links() {
   return 0
 }
 
-# Stops what node_up started and undoes what it changed on the machine; harmless
-# when nothing of the node exists.
-node_down() {
-  local f name
+# `down` in three steps, between which cluster.sh stops the control plane, so that
+# the components' exits overlap:
+#   node_stop      the forwarders, then the kubelet and CoreDNS with OTHERS (names of
+#                  control-plane components to stop in the same batch), then every
+#                  container, through containerd
+#   (cluster.sh)   containerd with the API server, then etcd
+#   node_cleanup   what outlives them: shims, mounts, cgroups, log links, bridge, routes
+# All harmless when nothing of the node exists.
+node_stop() { # others...
+  local f name pid forwarders=()
+  # The forwarders fork a child per connection, in the forwarder's process group.
   for f in "${FORWARDS[@]}"; do
     read -r name _ <<<"$f"
-    stop_group "$name"
+    forwarders+=("$name")
+    if pid="$(pid_of "$name")"; then kill -TERM -- "-$pid" 2>/dev/null || true; fi
   done
-  stop kubelet coredns
+  stop "${forwarders[@]}" kubelet coredns "$@"
   kill_containers
-  stop containerd
+}
+
+node_cleanup() {
   kill_shims
   unmount_node
   remove_cgroups
@@ -307,15 +322,6 @@ node_down() {
   fi
   ip route del blackhole "$SERVICE_CLUSTER_IP_RANGE" 2>/dev/null || true
   ip route del blackhole "$FAKE_NODE_NETWORK" 2>/dev/null || true
-}
-
-# The forwarders fork a child per connection, in the forwarder's process group.
-stop_group() {
-  local pid
-  pid="$(pid_of "$1")" || return 0
-  log "stopping $1 (process group $pid)"
-  kill -TERM -- "-$pid" 2>/dev/null
-  stop "$1"
 }
 
 node_status() {
