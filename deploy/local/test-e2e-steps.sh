@@ -1,72 +1,26 @@
 # shellcheck shell=bash
 # The steps of test-e2e.sh (sourced by it; uses its k, kn, check, NS, TMP...).
 
-CONTAINERD_SOCK="$WARREN_STATE/node/containerd/containerd.sock"
 WORKERS="app.kubernetes.io/component=worker"
 
 # ---- install ------------------------------------------------------------------
 
-# The chart as a user installs it, placed on the real node with the imported images.
-values() {
-  cat <<EOF
-watchNamespace: $NS
-image: {pullPolicy: Never}
-nodeSelector: {$REAL_NODE_LABEL: "true"}
-tolerations: [{key: $REAL_NODE_TAINT_KEY, operator: Exists, effect: NoSchedule}]
-workers:
-  image: {pullPolicy: Never}
-  gracePeriodSeconds: $GRACE
-  nodeSelector: {$REAL_NODE_LABEL: "true"}
-  tolerations: [{key: $REAL_NODE_TAINT_KEY, operator: Exists, effect: NoSchedule}]
-EOF
-}
-
-# The namespace under `restricted`, and the broker as pods find it on any cluster: a
-# Service named rabbitmq (headless; its endpoint is the node's forwarder).
-namespace_manifests() {
-  cat <<EOF
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: $NS
-  labels: {pod-security.kubernetes.io/enforce: restricted}
----
-apiVersion: v1
-kind: Service
-metadata: {name: rabbitmq, namespace: $NS}
-spec:
-  clusterIP: None
-  ports: [{name: amqp, port: $WARREN_AMQP_PORT}, {name: http, port: $WARREN_MANAGEMENT_PORT}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: rabbitmq-node
-  namespace: $NS
-  labels: {kubernetes.io/service-name: rabbitmq}
-addressType: IPv4
-endpoints: [{addresses: ["$NODE_IP"]}]
-ports:
-  - {name: amqp, port: $WARREN_AMQP_PORT, protocol: TCP}
-  - {name: http, port: $WARREN_MANAGEMENT_PORT, protocol: TCP}
-EOF
-}
+# shellcheck source=local-release.sh
+. "$HERE/local-release.sh"
 
 install_release() {
   local t0
   t0=$(date +%s)
   say "images: build (static musl binaries, buildah) and import into the node's containerd"
-  bash "$HERE/images.sh" build >"$TMP/images.log" 2>&1 || {
-    tail -20 "$TMP/images.log"
-    die "make images failed"
-  }
-  bash "$HERE/images.sh" import "$CONTAINERD_SOCK" >>"$TMP/images.log" 2>&1 ||
-    die "importing the images failed"
+  fresh_images "$TMP/images.log"
   log "images built and imported in $(elapsed "$t0")"
   for q in queue_a queue_b; do mgmt "/api/queues/%2f/$q/contents" -X DELETE >/dev/null 2>&1; done
   k delete namespace "$NS" --wait=true --timeout=60s >/dev/null 2>&1
-  namespace_manifests | k apply -f - >/dev/null || die "cannot create namespace $NS"
-  values >"$TMP/values.yaml"
+  local_namespace "$NS" || die "cannot create namespace $NS"
+  {
+    echo "watchNamespace: $NS"
+    local_values "$GRACE"
+  } >"$TMP/values.yaml"
   t0=$(date +%s)
   say "helm install $RELEASE charts/warren -f charts/warren/examples/seed.yaml (namespace $NS)"
   check "helm install with the seed's workers" \
@@ -259,4 +213,24 @@ check_pod_security() {
   else
     fail "a root pod was not refused: $out"
   fi
+}
+
+# ---- 6. the kustomize overlay -----------------------------------------------------------
+
+OVERLAY="$WARREN_ROOT/deploy/kustomize/overlays/local"
+KNS=warren-system
+overlay_ready() {
+  [[ "$(k -n "$KNS" get deploy warren -o jsonpath='{.status.readyReplicas}')" == 1 ]] &&
+    [[ "$(k -n "$KNS" get taskqueue worker-a -o jsonpath='{.status.conditions[?(@.type=="BrokerReachable")].status}')" == True ]]
+}
+
+check_kustomize() {
+  say "6. kubectl apply -k deploy/kustomize/overlays/local"
+  helm --kubeconfig="$WARREN_KUBECONFIG" uninstall "$RELEASE" -n "$NS" --wait >/dev/null 2>&1
+  check "the overlay applies" k apply --server-side --force-conflicts -k "$OVERLAY"
+  check "its operator is Ready on the real node and reads the broker" \
+    wait_for "overlay operator" "$TIMEOUT" overlay_ready
+  # Not `delete -k`: that would delete the CRD, and every TaskQueue with it.
+  k delete namespace "$KNS" --wait=false >/dev/null 2>&1
+  k delete clusterrole,clusterrolebinding -l app.kubernetes.io/instance=warren >/dev/null 2>&1
 }

@@ -11,7 +11,8 @@
 #      acks it (no redelivery); one whose task outlasts the grace period is killed by
 #      the kubelet and the task is redelivered (counted, never lost);
 #   4. inside the images: non-root, --help, service names resolve;
-#   5. Pod Security: the chart's pods are admitted, a root pod is not.
+#   5. Pod Security: the chart's pods are admitted, a root pod is not;
+#   6. the kustomize overlay for the local cluster applies and its operator works.
 # Expects the cluster up with its real node, RabbitMQ up, and target/debug built
 # (`make test` does all three). Prints one line per check, timings, and
 # "N passed, N failed"; exits non-zero on a failure.
@@ -62,4 +63,5 @@ check_seed_scenario
 check_grace_periods
 check_images
 check_pod_security
+check_kustomize
 summary

@@ -1,0 +1,65 @@
+# shellcheck shell=bash
+# The chart on the local cluster, as test-e2e.sh and demo-autoscale.sh install it
+# (sourced; needs env.sh, lib.sh, HERE and a `k` function for kubectl):
+#   fresh_images LOG        build the images (`make images`) and import them into the
+#                           real node's containerd, so pods run the current code
+#   local_namespace NS      NS under the `restricted` Pod Security Standard, with the
+#                           broker as a Service named rabbitmq (headless; its endpoint
+#                           is the node's forwarder to the loopback RabbitMQ)
+#   local_values GRACE      chart values that put every pod on the real node with the
+#                           imported images, workers draining for GRACE seconds
+
+CONTAINERD_SOCK="$WARREN_STATE/node/containerd/containerd.sock"
+
+fresh_images() {
+  local out="$1"
+  bash "$HERE/images.sh" build >"$out" 2>&1 || {
+    tail -20 "$out"
+    die "make images failed"
+  }
+  bash "$HERE/images.sh" import "$CONTAINERD_SOCK" >>"$out" 2>&1 ||
+    die "importing the images into $CONTAINERD_SOCK failed (log: $out)"
+}
+
+local_namespace() {
+  local ns="$1"
+  k apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $ns
+  labels: {pod-security.kubernetes.io/enforce: restricted}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: rabbitmq, namespace: $ns}
+spec:
+  clusterIP: None
+  ports: [{name: amqp, port: $WARREN_AMQP_PORT}, {name: http, port: $WARREN_MANAGEMENT_PORT}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: rabbitmq-node
+  namespace: $ns
+  labels: {kubernetes.io/service-name: rabbitmq}
+addressType: IPv4
+endpoints: [{addresses: ["$NODE_IP"]}]
+ports:
+  - {name: amqp, port: $WARREN_AMQP_PORT, protocol: TCP}
+  - {name: http, port: $WARREN_MANAGEMENT_PORT, protocol: TCP}
+YAML
+}
+
+local_values() {
+  cat <<YAML
+image: {pullPolicy: Never}
+nodeSelector: {$REAL_NODE_LABEL: "true"}
+tolerations: [{key: $REAL_NODE_TAINT_KEY, operator: Exists, effect: NoSchedule}]
+workers:
+  image: {pullPolicy: Never}
+  gracePeriodSeconds: $1
+  nodeSelector: {$REAL_NODE_LABEL: "true"}
+  tolerations: [{key: $REAL_NODE_TAINT_KEY, operator: Exists, effect: NoSchedule}]
+YAML
+}
