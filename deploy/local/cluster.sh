@@ -46,8 +46,9 @@ bin_of() {
   esac
 }
 
-# pid of a component we started, if it is still alive; stale pid files (dead
-# process, or pid reused by an unrelated program) are removed.
+# pid of a component we started, if it is still alive. A pid file whose process is
+# gone is removed; one whose pid now runs another program is ignored but kept (it may
+# be ours from another WARREN_CACHE: a `status` must not orphan it).
 pid_of() {
   local f="$RUN/$1.pid" pid exe
   [[ -f "$f" ]] || return 1
@@ -62,6 +63,7 @@ pid_of() {
       echo "$pid"
       return 0
     fi
+    return 1
   fi
   rm -f "$f"
   return 1
@@ -100,14 +102,16 @@ start() {
   die "$name exited at once (log: $LOGS/$name.log)"
 }
 
-# stop NAME...: SIGTERM to all of them at once, wait up to 10s, then SIGKILL.
+# stop NAME...: SIGTERM to all of them at once, wait up to 10s, then SIGKILL. Only
+# the pid files of what it stopped go (pid_of drops those of dead processes).
 stop() {
-  local name pid i pids=()
+  local name pid i pids=() names=()
   for name in "$@"; do
     pid="$(pid_of "$name")" || continue
     log "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     pids+=("$pid")
+    names+=("$name")
   done
   for pid in "${pids[@]}"; do
     for i in $(seq 1 100); do
@@ -120,7 +124,7 @@ stop() {
       for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
   done
-  for name in "$@"; do rm -f "$RUN/$name.pid"; done
+  for name in "${names[@]}"; do rm -f "$RUN/$name.pid"; done
 }
 
 port_busy() { # port: true if something listens on 127.0.0.1:port
@@ -296,8 +300,22 @@ cmd_up() {
   echo "export KUBECONFIG=$KCFG"
 }
 
+# Pid files whose process runs but is not taken for ours (started from another
+# WARREN_CACHE?): stopping the rest and deleting the state would orphan them.
+unrecognised_pids() {
+  local f name
+  for f in "$RUN"/*.pid; do
+    [[ -f "$f" ]] || continue
+    name="$(basename "$f" .pid)"
+    pid_of "$name" >/dev/null || [[ ! -f "$f" ]] || printf ' %s=%s' "$name" "$(cat "$f")"
+  done
+  return 0
+}
+
 cmd_down() {
-  local c any=0
+  local c any=0 left
+  left="$(unrecognised_pids)"
+  [[ -z "$left" ]] || die "running, but not from $WARREN_CACHE:$left; nothing stopped (run down with their WARREN_CACHE)"
   for c in "${COMPONENTS[@]}" "${NODE_COMPONENTS[@]}"; do alive "$c" && any=1; done
   # In batches whose exits overlap: what talks to the API server (the node's kubelet
   # and CoreDNS with the controllers), then containerd, once it has killed the
