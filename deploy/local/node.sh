@@ -228,6 +228,7 @@ real_node_ready() {
 
 node_up() {
   node_enabled || return 0
+  ((EUID == 0)) || die "the real node needs root (bridge, mounts, cgroups); WARREN_REAL_NODE=0 leaves it out"
   need_node_packages
   write_node_config
   node_network
