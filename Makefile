@@ -21,6 +21,10 @@ test: rabbitmq-up lint crds-check kustomize-check tools ## Run every test (start
 	bash deploy/local/test-chart.sh; \
 	bash deploy/local/test-e2e.sh
 
+.PHONY: test-e2e
+test-e2e: rabbitmq-up tools ## helm install with the built images on the real node, the seed's scenario, termination, Pod Security, the kustomize overlay (needs `make cluster-up` and target/debug)
+	bash deploy/local/test-e2e.sh
+
 .PHONY: test-rust
 test-rust: rabbitmq-up ## Every Rust test, service tests included (the operator's cluster tests need `make cluster-up`); fails on any skip
 	KUBECONFIG=$(CURDIR)/.local/kubeconfig bash deploy/local/test-rust.sh
