@@ -10,7 +10,7 @@ export WARREN_MANAGEMENT_URL ?= http://127.0.0.1:15672
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 .PHONY: test
 test: rabbitmq-up lint crds-check kustomize-check tools ## Run every test (starts RabbitMQ and the local cluster, takes the cluster down after)
@@ -119,7 +119,7 @@ tools: ## Build the pinned control-plane binaries and helm (cached in ~/.cache/w
 	bash deploy/local/tools.sh
 
 .PHONY: cluster-up
-cluster-up: tools ## Start the local control plane with kwok nodes
+cluster-up: tools ## Start the local control plane with kwok nodes and the real node
 	bash deploy/local/cluster.sh up
 
 .PHONY: cluster-down
