@@ -22,7 +22,7 @@ test: rabbitmq-up lint crds-check kustomize-check tools ## Run every test (start
 	bash deploy/local/test-e2e.sh
 
 .PHONY: test-e2e
-test-e2e: rabbitmq-up tools ## helm install with the built images on the real node, the seed's scenario, termination, Pod Security, the kustomize overlay (needs `make cluster-up` and target/debug)
+test-e2e: rabbitmq-up tools ## helm install with the built images on the real node, the seed's scenario, termination, Pod Security, the kustomize overlay (needs `make cluster-up`)
 	bash deploy/local/test-e2e.sh
 
 .PHONY: test-rust

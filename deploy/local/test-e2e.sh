@@ -13,8 +13,7 @@
 #   4. inside the images: non-root, --help, service names resolve;
 #   5. Pod Security: the chart's pods are admitted, a root pod is not;
 #   6. the kustomize overlay for the local cluster applies and its operator works.
-# Expects the cluster up with its real node, RabbitMQ up, and target/debug built
-# (`make test` does all three). Prints one line per check, timings, and
+# Expects the cluster up with its real node and RabbitMQ up (`make test` does both). Prints one line per check, timings, and
 # "N passed, N failed"; exits non-zero on a failure.
 set -uo pipefail
 
@@ -27,7 +26,9 @@ LOG_TAG=test-e2e
 
 NS="warren-e2e"
 RELEASE="warren"
-DISPATCHER="${WARREN_DISPATCHER_BIN:-$WARREN_ROOT/target/debug/warren-dispatcher}"
+# The load comes from here, from the same static build as the images (install_release
+# builds it).
+DISPATCHER="${WARREN_DISPATCHER_BIN:-$WARREN_ROOT/target/$(uname -m)-unknown-linux-musl/release/warren-dispatcher}"
 TIMEOUT="${WARREN_TEST_TIMEOUT:-120}"
 # The worker drains for this long after SIGTERM; the chart gives pods 5 s more.
 GRACE=5

@@ -46,34 +46,13 @@ build_probe_image() {
   return $rc
 }
 
-# A namespace under the restricted Pod Security Standard; RabbitMQ as a headless
-# Service whose endpoint is the node's forwarder (how a chart finds the local broker);
-# the probe pod, which tolerates and selects the real node.
+# shellcheck source=local-release.sh
+. "$HERE/local-release.sh"
+
+# The probe pod, which tolerates and selects the real node; it runs in a namespace
+# from local_namespace (restricted Pod Security, RabbitMQ as the Service rabbitmq).
 probe_manifests() {
   cat <<EOF
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: $NODE_NS
-  labels: {pod-security.kubernetes.io/enforce: restricted}
----
-apiVersion: v1
-kind: Service
-metadata: {name: rabbitmq, namespace: $NODE_NS}
-spec:
-  clusterIP: None
-  ports: [{name: amqp, port: $WARREN_AMQP_PORT}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: rabbitmq-node
-  namespace: $NODE_NS
-  labels: {kubernetes.io/service-name: rabbitmq}
-addressType: IPv4
-endpoints: [{addresses: ["$NODE_IP"]}]
-ports: [{name: amqp, port: $WARREN_AMQP_PORT, protocol: TCP}]
----
 apiVersion: v1
 kind: Pod
 metadata: {name: probe, namespace: $NODE_NS}
@@ -143,7 +122,8 @@ check_node_fence() {
 
 check_probe_pod() {
   local pod_ip host_ip
-  if probe_manifests | k apply -f - >"$TMP/probe-apply.log" 2>&1; then
+  if local_namespace "$NODE_NS" >"$TMP/probe-apply.log" 2>&1 &&
+    probe_manifests | k apply -f - >>"$TMP/probe-apply.log" 2>&1; then
     pass "probe pod admitted in a namespace enforcing the restricted Pod Security Standard"
   else
     fail "probe pod rejected: $(tr '\n' ' ' <"$TMP/probe-apply.log")"
