@@ -91,23 +91,29 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
         // The poller triggers this TaskQueue when its first reading arrives.
         return Ok(Action::requeue(queue.spec.poll_interval.duration()));
     };
-    let scaling = match ctx
-        .targets
-        .read(&ctx.client, &namespace, &queue.spec.scale_target_ref)
+    let scaling = scale_target(&ctx, &queue, &namespace, &key, &queue_state)
         .await
-    {
-        Ok((scale, source)) => {
-            ctx.metrics.target_read(source.as_str());
-            let decision = (!queue.is_paused())
-                .then(|| decide_replicas(&ctx, &queue, &key, &queue_state, scale));
-            act(&ctx, &queue, &namespace, scale, decision.as_ref())
-                .await
-                .map(|scaled_at| (scale, decision, scaled_at))
-        }
-        Err(error) => Err(error),
-    }
-    .map_err(|error| problem_of(error.reason(), &error));
+        .map_err(|error| problem_of(error.reason(), &error));
     report(&ctx, &queue, &namespace, key, queue_state, scaling).await
+}
+
+/// Reads the target's replicas, decides (unless paused) and acts on the decision.
+async fn scale_target(
+    ctx: &Context,
+    queue: &TaskQueue,
+    namespace: &str,
+    key: &ObjectRef<TaskQueue>,
+    queue_state: &Result<QueueReading, Problem>,
+) -> Result<Scaling, TargetError> {
+    let (scale, source) = ctx
+        .targets
+        .read(&ctx.client, namespace, &queue.spec.scale_target_ref)
+        .await?;
+    ctx.metrics.target_read(source.as_str());
+    let decision =
+        (!queue.is_paused()).then(|| decide_replicas(ctx, queue, key, queue_state, scale));
+    let scaled_at = act(ctx, queue, namespace, scale, decision.as_ref()).await?;
+    Ok((scale, decision, scaled_at))
 }
 
 /// The queue as the poller last read it through the TaskQueue's endpoint, or why

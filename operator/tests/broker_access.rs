@@ -53,6 +53,19 @@ fn basic(user: &str, password: &str) -> String {
     format!("Basic {token}")
 }
 
+/// `listener` was reached, and every request carried `authorization`.
+fn assert_only(seen: &Seen, authorization: &str, listener: &str) {
+    let seen = seen.lock().expect("lock").clone();
+    assert!(!seen.is_empty(), "{listener} was never reached");
+    for (path, auth) in &seen {
+        assert_eq!(
+            auth.as_deref(),
+            Some(authorization),
+            "{listener} saw {path} with {auth:?}"
+        );
+    }
+}
+
 fn secret(name: &str, password: &str, opted_in: bool) -> Secret {
     let labels = if opted_in {
         json!({"warren.dev/broker-credentials": "true"})
@@ -171,7 +184,11 @@ async fn credentials_go_only_where_the_admin_allows() {
     }
     // A Secret of another namespace cannot be named: server-side apply refuses the
     // field, and a plain create prunes it, leaving a name looked up in this namespace.
-    let foreign = taskqueue("foreign", cases[3].1.clone());
+    let (_, foreign, _) = cases
+        .iter()
+        .find(|(name, _, _)| *name == "foreign")
+        .expect("the foreign case");
+    let foreign = taskqueue("foreign", foreign.clone());
     let refused = apply_taskqueue(&client, &ns.name, foreign.clone()).await;
     assert!(
         matches!(&refused, Err(kube::Error::Api(s)) if s.message.contains("credentialsSecretRef.namespace")),
@@ -216,26 +233,16 @@ async fn credentials_go_only_where_the_admin_allows() {
     operator
         .wait_reconciles(2 * cases.len() as u64, Duration::from_secs(30))
         .await;
-    let labelled = basic("labelled-user", "labelled-Pass-1");
-    let trap_seen = trap_seen.lock().expect("lock").clone();
-    assert!(!trap_seen.is_empty(), "the control reached the trap");
-    for (path, auth) in &trap_seen {
-        assert_eq!(
-            auth.as_deref(),
-            Some(labelled.as_str()),
-            "the trap saw {path} with {auth:?}"
-        );
-    }
-    let own = basic("operator", operator_password);
-    let redirector_seen = redirector_seen.lock().expect("lock").clone();
-    assert!(!redirector_seen.is_empty(), "the allowed URL was read");
-    for (path, auth) in &redirector_seen {
-        assert_eq!(
-            auth.as_deref(),
-            Some(own.as_str()),
-            "the allowed URL saw {path} with {auth:?}"
-        );
-    }
+    assert_only(
+        &trap_seen,
+        &basic("labelled-user", "labelled-Pass-1"),
+        "the trap",
+    );
+    assert_only(
+        &redirector_seen,
+        &basic("operator", operator_password),
+        "the allowed URL",
+    );
     // No password in the log, status or Events.
     let log = operator.log_text();
     let status = serde_json::to_string(
