@@ -14,6 +14,10 @@
 #                           after TIMEOUT seconds log what was awaited and return 1
 #   mgmt PATH [CURL-ARGS...]
 #                           the RabbitMQ management API at PATH, as the management user
+#   queue_stat QUEUE FIELD [QUERY]
+#                           a number the management API reports for QUEUE in vhost /
+#                           (FIELD dotted: messages, message_stats.redeliver), 0 when unknown;
+#                           QUERY e.g. $FRESH_TOTALS for counts without the statistics' lag
 #   queue_consumers QUEUE   consumers of QUEUE in vhost /, 0 when unknown
 #
 # The RabbitMQ management API is found as the operator finds it: WARREN_MANAGEMENT_URL,
@@ -69,9 +73,23 @@ mgmt() { # path [curl-args...]
     "$WARREN_MANAGEMENT_URL$path"
 }
 
-queue_consumers() { # queue
-  local n
-  n=$(mgmt "/api/queues/%2f/$1?columns=consumers" 2>/dev/null |
-    sed -n 's/.*"consumers":\([0-9][0-9]*\).*/\1/p')
+queue_stat() { # queue field [query] (field dotted, e.g. message_stats.redeliver)
+  local n path="/api/queues/%2f/$1"
+  # Totals come only with the vhost's listing; the queue is then picked by name.
+  [[ -n "${3:-}" ]] && path="/api/queues/%2f?$3&name=$1"
+  n=$(mgmt "$path" 2>/dev/null | python3 -c '
+import json, sys
+value = json.load(sys.stdin)
+if isinstance(value, list):
+    value = next((q for q in value if q.get("name") == sys.argv[2]), None)
+for key in sys.argv[1].split("."):
+    value = value.get(key) if isinstance(value, dict) else None
+print(value if isinstance(value, int) else "")' "$2" "$1" 2>/dev/null)
   echo "${n:-0}"
 }
+
+queue_consumers() { queue_stat "$1" consumers; } # queue
+
+# The queue's own counts, current when read (the statistics database lags seconds).
+FRESH_TOTALS='disable_stats=true&enable_queue_totals=true'
+export FRESH_TOTALS

@@ -125,33 +125,26 @@ PY
 
 # ---- 3. termination through the kubelet ---------------------------------------------
 
-queue_stat() { # queue jq-like path (message_stats.redeliver) -> number, 0 when absent
-  mgmt "/api/queues/%2f/$1" | python3 -c '
-import json, sys
-value = json.load(sys.stdin)
-for key in sys.argv[1].split("."):
-    value = value.get(key, {}) if isinstance(value, dict) else {}
-print(value if isinstance(value, int) else 0)' "$2"
-}
 ready_workers_a() { [[ "$(kn get deploy worker-a -o jsonpath='{.status.readyReplicas}')" == 1 ]]; }
 the_worker_a() { kn get pods -l "warren.dev/worker=worker-a" --field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name}'; }
-holding() { [[ "$(queue_stat queue_a messages_unacknowledged)" == 1 ]]; }
-settled() { [[ "$(queue_stat queue_a messages)" == 0 ]]; }
+holding() { [[ "$(queue_stat queue_a messages_unacknowledged "$FRESH_TOTALS")" == 1 ]]; }
+# The statistics (where redeliveries are counted) have caught up with the task's ack.
+acked_past() { (($(queue_stat queue_a message_stats.ack) > $1)); } # acks-before
 
 # Sends one task of SECONDS, deletes the pod that runs it with GRACE (kubectl's
 # --grace-period; "" = the pod's own), and prints "victim worker redeliveries".
 delete_while_running() { # seconds grace-period
   wait_for "worker-a Ready" "$TIMEOUT" ready_workers_a || return 1
-  local victim before
+  local victim before acks
   victim=$(the_worker_a)
   before=$(queue_stat queue_a message_stats.redeliver)
+  acks=$(queue_stat queue_a message_stats.ack)
   "$DISPATCHER" send --task task_a --kwargs "{\"seconds\": $1}" --timeout 120s >"$TMP/send.json" 2>&1 &
   local sender=$!
   wait_for "$victim holds the task" 30 holding || return 1
   kn delete pod "$victim" --wait=false ${2:+--grace-period="$2"} >/dev/null
   wait "$sender" || { cat "$TMP/send.json"; return 1; }
-  # The broker counts the ack with its statistics; wait until the queue is settled.
-  wait_for "queue_a settled" 30 settled
+  wait_for "the task's ack in the broker's statistics" 30 acked_past "$acks"
   local worker
   worker=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read())["worker"])' "$TMP/send.json")
   echo "$victim $worker $(($(queue_stat queue_a message_stats.redeliver) - before))"

@@ -131,6 +131,9 @@ async fn scales_up_on_backlog_and_back_down_after_the_window() {
         purged.elapsed()
     );
     // Replica counts came from the Deployment watch cache, not from GETs of /scale.
+    // The GETs happen before the cache's first listing; give the steady state as
+    // many reconciliations as the old fixed 6 s wait did before comparing.
+    operator.wait_reconciles(10, Duration::from_secs(30)).await;
     let metrics = operator.metrics().await;
     let reads = |source: &str| {
         let prefix = format!("warren_operator_target_reads_total{{source=\"{source}\"}} ");
