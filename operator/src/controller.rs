@@ -18,6 +18,7 @@ use kube::runtime::{WatchStreamExt, predicates, reflector, watcher as watcher_fn
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::broker::occupancy::OccupancyReader;
 use crate::broker::poller::BrokerPoller;
 use crate::crd::TaskQueue;
 use crate::credentials::{BrokerAccess, SecretCache};
@@ -25,6 +26,8 @@ use crate::events::Events;
 use crate::lock::lock;
 use crate::metrics::Metrics;
 use crate::reconciler::{Context, error_policy, reconcile};
+use crate::scale_down::IdleFirst;
+use crate::scale_down::pods::PodCache;
 use crate::target::Targets;
 use crate::target::deployments::DeploymentCache;
 
@@ -67,6 +70,22 @@ pub async fn run(
         }
         futures::future::ready(())
     }));
+    let (pods, pod_events) = PodCache::watch(
+        client.clone(),
+        settings.namespace.as_deref(),
+        Arc::clone(&metrics),
+    );
+    let pod_watch = tokio::spawn(pod_events.for_each(|event| {
+        if let Err(error) = event {
+            // Until it lists again, IdleFirst scale-downs fall back to Any and say so.
+            warn!(%error, "cannot watch pods; retrying");
+        }
+        futures::future::ready(())
+    }));
+    let idle_first = IdleFirst {
+        pods,
+        reader: OccupancyReader::new(settings.poll_timeout, Arc::clone(&metrics)),
+    };
     let reporter = Reporter {
         controller: "warren-operator".into(),
         instance: Some(settings.instance.clone()),
@@ -79,6 +98,7 @@ pub async fn run(
         access: settings.access,
         secrets: SecretCache::default(),
         targets: Targets::with_deployment_cache(deployments),
+        idle_first: Some(idle_first),
         histories: Mutex::new(HashMap::new()),
         status_writes: Mutex::new(HashMap::new()),
     });
@@ -109,6 +129,7 @@ pub async fn run(
         .await;
     janitor.abort();
     deployment_watch.abort();
+    pod_watch.abort();
     info!("controller stopped");
 }
 

@@ -192,6 +192,25 @@ pub struct ScaleDownPolicy {
     #[x_kube(validation = Rule::new("duration(self) >= duration('0s') && duration(self) <= duration('24h')")
         .message("spec.scaleDown.scaleToZeroDelay must be between 0s and 24h"))]
     pub scale_to_zero_delay: Interval,
+    /// Which pods go when a Deployment scales down. `IdleFirst` (default) asks the
+    /// broker which pods hold unacknowledged deliveries, removes only idle ones
+    /// (marking busy pods with `controller.kubernetes.io/pod-deletion-cost`) and
+    /// waits for the busy ones; `Any` leaves the choice to the ReplicaSet
+    /// controller. Other `/scale` kinds always behave as `Any`.
+    #[serde(default)]
+    pub policy: ScaleDownChoice,
+}
+
+/// How scale-down victims are chosen; see `spec.scaleDown.policy`.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum ScaleDownChoice {
+    /// Only pods the broker sees idle are removed; busy pods stay until they finish.
+    #[default]
+    IdleFirst,
+    /// The ReplicaSet controller picks, busy or not.
+    Any,
 }
 
 impl Default for ScaleDownPolicy {
@@ -199,6 +218,7 @@ impl Default for ScaleDownPolicy {
         Self {
             stabilization_window: default_stabilization_window(),
             scale_to_zero_delay: default_scale_to_zero_delay(),
+            policy: ScaleDownChoice::default(),
         }
     }
 }

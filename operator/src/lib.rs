@@ -4,7 +4,8 @@
 //! The decision ([`decision`]), status building ([`status`], [`conditions`]) and the
 //! trust rules for broker credentials ([`access`]) are pure; I/O lives at the edges:
 //! the broker poller ([`broker`]), the scale target ([`target`]), Secrets
-//! ([`credentials`]), and the thin [`reconciler`].
+//! ([`credentials`]), and the thin [`reconciler`]. Scale-downs choose idle pods
+//! first ([`scale_down`]: a pure plan, and a shell that reads pods and the broker).
 
 pub mod access;
 pub mod broker;
@@ -19,6 +20,7 @@ pub mod leader;
 mod lock;
 pub mod metrics;
 pub mod reconciler;
+pub mod scale_down;
 pub mod status;
 pub mod target;
 

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the operator: reconciliations, errors by reason, per-queue
 //! backlog and desired replicas, broker poll latency and request counts, and where
-//! replica counts were read from.
+//! replica counts were read from, and how scale-downs chose their pods.
 
 use std::time::Duration;
 
@@ -28,6 +28,16 @@ pub struct QueueLabels {
     pub queue: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BusyLabel {
+    pub busy: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MatchedLabel {
+    pub matched: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Counter,
@@ -38,6 +48,11 @@ pub struct Metrics {
     pub management_requests: Counter,
     pub scale_events: Counter,
     pub target_reads: Family<SourceLabel, Counter>,
+    /// Pods deleted after a warren scale-down, by whether the broker saw them busy.
+    pub victims: Family<BusyLabel, Counter>,
+    /// Pods of scaling-down targets matched (or not) to a consumer of the queue.
+    pub matched_pods: Family<MatchedLabel, Counter>,
+    pub occupancy_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -58,6 +73,10 @@ impl Metrics {
         let management_requests = Counter::default();
         let scale_events = Counter::default();
         let target_reads = Family::<SourceLabel, Counter>::default();
+        let victims = Family::<BusyLabel, Counter>::default();
+        let matched_pods = Family::<MatchedLabel, Counter>::default();
+        let occupancy_seconds =
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
         registry.register(
             "reconciles",
             "TaskQueue reconciliations",
@@ -94,8 +113,26 @@ impl Metrics {
             "Replica counts read, by source: the Deployment watch cache or a GET of /scale",
             target_reads.clone(),
         );
+        registry.register(
+            "scale_down_victims",
+            "Pods deleted after a scale-down, by whether the broker saw them holding deliveries (IdleFirst only)",
+            victims.clone(),
+        );
+        registry.register(
+            "scale_down_pods",
+            "Pods of a scaling-down target, by whether a consumer of the queue was matched to them",
+            matched_pods.clone(),
+        );
+        registry.register(
+            "occupancy_read_seconds",
+            "Time to read which consumers hold deliveries (before an IdleFirst scale-down)",
+            occupancy_seconds.clone(),
+        );
         Self {
             registry,
+            victims,
+            matched_pods,
+            occupancy_seconds,
             reconciles,
             errors,
             backlog,
@@ -124,6 +161,21 @@ impl Metrics {
     pub fn poll(&self, took: Duration, requests: usize) {
         self.poll_seconds.observe(took.as_secs_f64());
         self.management_requests.inc_by(requests as u64);
+    }
+
+    pub fn occupancy_read(&self, took: Duration) {
+        self.occupancy_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn victim(&self, busy: bool) {
+        let busy = if busy { "true" } else { "false" };
+        self.victims.get_or_create(&BusyLabel { busy }).inc();
+    }
+
+    pub fn pods_matched(&self, matched: u64, unmatched: u64) {
+        let count = |matched| self.matched_pods.get_or_create(&MatchedLabel { matched });
+        count("true").inc_by(matched);
+        count("false").inc_by(unmatched);
     }
 
     pub fn encode(&self) -> String {

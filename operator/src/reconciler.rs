@@ -3,7 +3,8 @@
 //!
 //! - observe: the queue as the broker poller last read it, and the target's replicas;
 //! - decide: [`decide`] on that, with the TaskQueue's recent history;
-//! - act: patch `/scale` when the desired count differs;
+//! - act: before a scale-down, keep busy pods ([`crate::scale_down`]); then patch
+//!   `/scale` when the desired count differs;
 //! - report: Events, metrics, and the status (written only when it changed).
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use crate::decision::{Decision, History, QueueReading, QueueState, ScalingPolicy
 use crate::events::Events;
 use crate::lock::lock;
 use crate::metrics::{Metrics, QueueLabels};
+use crate::scale_down::{self, IdleFirst};
 use crate::status::{Findings, Problem, TargetFindings, build};
 use crate::target::{ScaleReading, TargetError, Targets};
 
@@ -42,6 +44,8 @@ pub struct Context {
     pub access: BrokerAccess,
     pub secrets: SecretCache,
     pub targets: Targets,
+    /// Idle-first scale-down; `None` scales down as `Any` (tests without pods).
+    pub idle_first: Option<IdleFirst>,
     pub histories: Mutex<HashMap<ObjectRef<TaskQueue>, History>>,
     /// When each TaskQueue's status was last written.
     pub status_writes: Mutex<HashMap<ObjectRef<TaskQueue>, Instant>>,
@@ -112,6 +116,15 @@ async fn scale_target(
     ctx.metrics.target_read(source.as_str());
     let decision =
         (!queue.is_paused()).then(|| decide_replicas(ctx, queue, key, queue_state, scale));
+    let decision = match decision {
+        Some(decision) => {
+            let reading = queue_state.as_ref().ok();
+            let guarded =
+                scale_down::guard(ctx, queue, namespace, reading, scale.desired, decision);
+            Some(guarded.await)
+        }
+        None => None,
+    };
     let scaled_at = act(ctx, queue, namespace, scale, decision.as_ref()).await?;
     Ok((scale, decision, scaled_at))
 }

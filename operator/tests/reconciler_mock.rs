@@ -51,6 +51,7 @@ fn context() -> (Arc<Context>, Handle) {
         },
         secrets: SecretCache::default(),
         targets: Targets::default(),
+        idle_first: None,
         histories: Mutex::new(HashMap::new()),
         status_writes: Mutex::new(HashMap::new()),
     };

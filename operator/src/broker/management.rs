@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::{BrokerError, Endpoint, QueueStats};
 
@@ -65,6 +66,25 @@ struct MessageStats {
 #[derive(Deserialize)]
 struct Rate {
     rate: f64,
+}
+
+/// A listing that is paginated (`{"items": [..], "page_count": n}`) or not (`[..]`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Rows<T> {
+    Page {
+        items: Vec<T>,
+        #[serde(default)]
+        page_count: usize,
+    },
+    Bare(Vec<T>),
+}
+
+/// Which per-vhost listing [`ManagementClient::rows`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowsPath {
+    Consumers,
+    Channels,
 }
 
 /// The outcome of one listing: stats of the queues found, or why nothing could be read.
@@ -148,6 +168,61 @@ impl ManagementClient {
             }
             if page >= parsed.page_count {
                 return (Ok(found), page);
+            }
+            page += 1;
+        }
+    }
+
+    /// GETs `path` of `vhost` (`consumers` reads `/api/consumers/{vhost}`,
+    /// `channels` reads `/api/vhosts/{vhost}/channels`) page by page with `columns`.
+    /// Endpoints that do not paginate (3.x's per-vhost listings ignore `page`)
+    /// answer with a bare array, taken as the only page. Returns the rows and the
+    /// requests made.
+    pub async fn rows<T: DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        vhost: &str,
+        path: RowsPath,
+        columns: &str,
+    ) -> (Result<Vec<T>, BrokerError>, usize) {
+        let client = match self.client_for(endpoint) {
+            Ok(client) => client,
+            Err(error) => return (Err(error), 0),
+        };
+        let url = match path {
+            RowsPath::Consumers => format!("{}/api/consumers/{}", endpoint.url, encode(vhost)),
+            RowsPath::Channels => format!("{}/api/vhosts/{}/channels", endpoint.url, encode(vhost)),
+        };
+        let mut rows = Vec::new();
+        let mut page = 1;
+        loop {
+            let request = client
+                .get(&url)
+                .basic_auth(&endpoint.username, Some(endpoint.password.expose()))
+                .timeout(self.timeout)
+                .query(&[
+                    ("page", page.to_string()),
+                    ("page_size", PAGE_SIZE.to_string()),
+                    ("columns", columns.to_owned()),
+                ]);
+            let body = match self.fetch(request, endpoint, vhost).await {
+                Ok(body) => body,
+                Err(error) => return (Err(error), page),
+            };
+            let (items, page_count) = match serde_json::from_slice(&body) {
+                Ok(Rows::Page { items, page_count }) => (items, page_count),
+                Ok(Rows::Bare(items)) => (items, 1),
+                Err(e) => {
+                    let error = BrokerError::Malformed {
+                        url: endpoint.url.clone(),
+                        reason: e.to_string(),
+                    };
+                    return (Err(error), page);
+                }
+            };
+            rows.extend(items);
+            if page >= page_count {
+                return (Ok(rows), page);
             }
             page += 1;
         }
@@ -291,6 +366,21 @@ mod tests {
     fn regex_matches_only_the_named_queues() {
         let queues: BTreeSet<String> = ["queue_a", "a.b+c"].iter().map(|s| s.to_string()).collect();
         assert_eq!(name_regex(&queues), r"^(a\.b\+c|queue_a)$");
+    }
+
+    #[test]
+    fn paginated_and_bare_listings_both_decode() {
+        let rows = |text: &str| match serde_json::from_str::<Rows<serde_json::Value>>(text) {
+            Ok(Rows::Page { items, page_count }) => (items.len(), page_count),
+            Ok(Rows::Bare(items)) => (items.len(), 1),
+            Err(e) => panic!("{text}: {e}"),
+        };
+        assert_eq!(
+            rows(r#"{"items": [{"name": "a"}, {"name": "b"}], "page_count": 3}"#),
+            (2, 3)
+        );
+        assert_eq!(rows(r#"[{"name": "a"}]"#), (1, 1));
+        assert!(serde_json::from_str::<Rows<serde_json::Value>>(r#"{"error": "x"}"#).is_err());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Reading queue depths from the RabbitMQ management API: the HTTP client
 //! ([`management`]) and the poller that batches every TaskQueue of a broker into
-//! one paginated read per interval ([`poller`]).
+//! one paginated read per interval ([`poller`]), and who holds a queue's
+//! deliveries, read before a scale-down ([`occupancy`]).
 
 pub mod management;
+pub mod occupancy;
 pub mod poller;
 
 use std::fmt;

@@ -102,6 +102,11 @@ impl BrokerPoller {
         lock(&self.state).watches.keys().cloned().collect()
     }
 
+    /// What `object` watches, if anything.
+    pub fn watch_of(&self, object: &ObjectRef<TaskQueue>) -> Option<Watch> {
+        lock(&self.state).watches.get(object).cloned()
+    }
+
     /// The latest sample of what `object` watches.
     pub fn latest(&self, object: &ObjectRef<TaskQueue>) -> Option<Sample> {
         let state = lock(&self.state);

@@ -4,7 +4,8 @@
 //! With a thousand TaskQueues the GETs were the ceiling (about 90 a second on two
 //! cores), so a fresh reading could not re-decide every TaskQueue within one poll
 //! interval. The cache keeps only what a decision needs (name, namespace,
-//! resourceVersion and the two replica counts), not whole Deployments.
+//! resourceVersion, the two replica counts and the pod selector), not whole
+//! Deployments.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -42,6 +43,8 @@ pub struct DeploymentReplicas {
 #[derive(Clone, Debug, Default, Deserialize)]
 struct ReplicasSpec {
     replicas: Option<i32>,
+    /// Selects the pods a scale-down chooses among.
+    selector: Option<LabelSelector>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -189,6 +192,12 @@ impl DeploymentCache {
             Some(deployment) => Cached::Found(deployment.reading()),
             None => Cached::Missing,
         }
+    }
+
+    /// The pod selector of a cached Deployment.
+    pub fn selector(&self, namespace: &str, name: &str) -> Option<LabelSelector> {
+        let key = ObjectRef::new(name).within(namespace);
+        self.store.get(&key).and_then(|d| d.spec.selector.clone())
     }
 
     /// The resourceVersion the cache holds for a Deployment, to pass to [`wrote`]

@@ -7,6 +7,7 @@ pub mod deployments;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -115,6 +116,12 @@ impl Targets {
     fn deployment_cache(&self, target: &ScaleTargetRef) -> Option<&DeploymentCache> {
         let is_deployment = target.api_version == "apps/v1" && target.kind == "Deployment";
         self.deployments.as_ref().filter(|_| is_deployment)
+    }
+
+    /// The pod selector of a Deployment target, from the cache; `None` for other
+    /// kinds or a Deployment the cache does not hold.
+    pub fn deployment_selector(&self, namespace: &str, name: &str) -> Option<LabelSelector> {
+        self.deployments.as_ref()?.selector(namespace, name)
     }
 
     pub async fn read(
