@@ -98,13 +98,17 @@ demo: rabbitmq-up build tools ## The seed's load test on warren (1 then 3 worker
 	bash deploy/local/demo-autoscale.sh
 
 .PHONY: bench
-bench: rabbitmq-up build bench-operator ## Benchmarks (operator reaction, task flow next to Celery); writes docs/benchmarks.md
+bench: rabbitmq-up build bench-operator bench-scale-down ## Benchmarks (operator reaction, scale-down IdleFirst/Any, task flow next to Celery); writes docs/benchmarks.md
 	bash deploy/local/bench-task-flow.sh
 
 .PHONY: bench-operator
 bench-operator: tools ## Operator benchmarks on the local cluster (reaction, 1,000 TaskQueues); writes docs/bench-results/operator-*.json
 	@set -e; bash deploy/local/cluster.sh up; \
 	KUBECONFIG=$(CURDIR)/.local/kubeconfig $(CARGO) test --release --locked -p warren-operator --test bench -- --ignored --nocapture --test-threads=1
+
+.PHONY: bench-scale-down
+bench-scale-down: rabbitmq-up tools ## Scale-down on real worker pods, IdleFirst against Any; writes docs/bench-results/scale-down.json
+	@set -e; bash deploy/local/cluster.sh up; bash deploy/local/bench-scale-down.sh
 
 .PHONY: rabbitmq-up
 rabbitmq-up: ## Install (if missing) and start RabbitMQ on 127.0.0.1

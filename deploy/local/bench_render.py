@@ -22,6 +22,7 @@ from bench_sections import (
     nowork_figures,
     nowork_section,
     reaction_section,
+    scale_down_section,
     scale_section,
 )
 
@@ -38,6 +39,7 @@ def render(run):
         summary_section(run, seed, nowork),
         reaction_section(run),
         scale_section(run),
+        scale_down_section(run),
         reproduce_section(run),
     ]
     return "\n".join(line for section in sections for line in section)
@@ -47,7 +49,7 @@ def header(run):
     meta, loads = run.meta, [r["load1"] for r in run.records if "load1" in r]
     times = [
         f"{name} at {r['finished']}"
-        for name in ("operator-reaction.json", "operator-scale.json")
+        for name in ("operator-reaction.json", "operator-scale.json", "scale-down.json")
         if (r := run.result(name)) and r.get("finished")
     ]
     how = (

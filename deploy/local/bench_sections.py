@@ -236,3 +236,57 @@ def scale_section(run):
         f"| all TaskQueues decided once after start | {r['all_decided_once_in_s']:.0f} s | |",
         "",
     ]
+
+
+def scale_down_section(run):
+    r = run.result("scale-down.json")
+    if not r:
+        return []
+    plan = r["plan"]
+    out = [
+        "## Scale-down: IdleFirst against Any",
+        "",
+        (
+            f"The plan of test-e2e step 4 on real worker pods (the local cluster's real node), "
+            f"{r['reps']} scale-downs per policy, alternating: 3 workers take 3 tasks of "
+            f"{plan['short_s']:g} s, 3 more start and take 3 tasks of {plan['long_s']:g} s (workers drain "
+            f"for {plan['grace_s']:g} s after SIGTERM); when the short tasks end the backlog asks for "
+            "fewer pods while the 3 newest are busy (`deploy/local/bench-scale-down.sh`, run by "
+            "`make bench`; [bench-results/scale-down.json](bench-results/scale-down.json)). "
+            "Interrupted = the broker's redeliveries; wasted = the long tasks' time beyond their "
+            "own duration; delay = from the last short task's result to the first replica change."
+        ),
+        "",
+        "| policy | scale-downs | interrupted per scale-down | lost | duplicates | wasted task-seconds per scale-down | delay (median) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for policy in ("IdleFirst", "Any"):
+        p = r.get(policy)
+        if not p:
+            continue
+        delay = p["scale_down_delay_median_s"]
+        out.append(
+            f"| {policy} | {p['runs']} | {p['interrupted_per_scale_down']:g} ({p['interrupted']} of "
+            f"{p['tasks']} tasks) | {p['lost']} | {p['duplicates']} | "
+            f"{p['wasted_task_s_per_scale_down']:g} | "
+            + (f"{delay:.2f} s |" if delay is not None else "n/a |")
+        )
+    out.append("")
+    extra = r.get("idle_first_extra_delay_s")
+    reads = r.get("operator_consumer_reads")
+    mean = r.get("operator_consumer_read_mean_s")
+    notes = []
+    if extra is not None:
+        notes.append(
+            f"IdleFirst scaled down {extra:+.2f} s relative to Any (medians; target: no more than "
+            "one poll interval, 1 s here, later)"
+        )
+    if reads:
+        notes.append(
+            f"the operator counted {reads} consumer reads (2 requests each: consumers and channels), "
+            f"{mean * 1000:.1f} ms each on average (its own histogram)"
+        )
+    if notes:
+        text = "; ".join(notes)
+        out += [text[0].upper() + text[1:] + ".", ""]
+    return out

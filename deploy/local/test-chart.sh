@@ -82,12 +82,15 @@ check "TaskQueue CRD established" k wait --for=condition=Established crd/taskque
 SA="system:serviceaccount:$RELEASE_NS:warren"
 can() { [[ "$(k auth can-i --as="$SA" "$@" 2>/dev/null)" == yes ]]; }
 cannot() { [[ "$(k auth can-i --as="$SA" "$@" 2>/dev/null)" == no ]]; }
-allowed() { can patch deployments.apps --subresource=scale -A && can watch deployments.apps -A; }
+allowed() {
+  can patch deployments.apps --subresource=scale -A && can watch deployments.apps -A &&
+    can watch pods -A && can patch pods -A
+}
 denied() {
   cannot delete deployments.apps -A && cannot list secrets -A && cannot update taskqueues.warren.dev -A &&
     cannot update taskqueues.warren.dev --subresource=status -A && cannot update deployments.apps --subresource=scale -A
 }
-check "ServiceAccount can patch deployments/scale and list deployments" allowed
+check "ServiceAccount can patch deployments/scale, list deployments, watch and patch pods" allowed
 check "ServiceAccount cannot delete deployments, list secrets, update TaskQueues or PUT status/scale" denied
 
 # A kubeconfig that acts as the chart's ServiceAccount (as a token would).
@@ -102,6 +105,33 @@ json.dump(config, sys.stdout)
 
 k create namespace "$NS" >/dev/null
 k -n "$NS" create deployment worker-a --image=warren-worker:e2e --replicas=1 >/dev/null
+
+# ---- `patch pods` narrowed to the deletion cost by the ValidatingAdmissionPolicy --------
+as_operator() { kubectl --kubeconfig="$TMP/as-operator.kubeconfig" --request-timeout=20s -n "$NS" "$@"; }
+a_pod() { k -n "$NS" get pods -l app=worker-a -o jsonpath='{.items[0].metadata.name}' | grep .; }
+refused() { # expected-message kubectl-args...: the operator's identity is refused, naming why
+  local want="$1" out
+  shift
+  out=$(as_operator "$@" 2>&1) && return 1
+  grep -qF "$want" <<<"$out" || { echo "$out"; return 1; }
+}
+label_refused() { refused "may not change a pod's labels" label pod "$POD" sneaky=yes; }
+if wait_for "a worker-a pod" "$TIMEOUT" a_pod; then
+  POD=$(a_pod)
+  # The policy is enforced once the API server has compiled it: wait for that.
+  check "as the operator: changing a pod's label is refused by the admission policy" \
+    wait_for "the policy in force" 30 label_refused
+  check "as the operator: changing a pod's image is refused" \
+    refused "may not change a pod's spec" set image "pod/$POD" "worker-a=evil:latest"
+  check "as the operator: adding another annotation is refused" \
+    refused "no pod annotation but controller.kubernetes.io/pod-deletion-cost" annotate pod "$POD" other=x
+  check "as the operator: setting controller.kubernetes.io/pod-deletion-cost is allowed" \
+    as_operator annotate pod "$POD" controller.kubernetes.io/pod-deletion-cost=7 --overwrite
+  check "as cluster admin (not the operator): changing a label is still allowed" \
+    k -n "$NS" label pod "$POD" admin-was-here=yes
+else
+  fail "no worker-a pod to test the admission policy on"
+fi
 k -n "$NS" create secret generic rabbit-creds \
   --from-literal=username="$WARREN_MANAGEMENT_USERNAME" \
   --from-literal=password="$WARREN_MANAGEMENT_PASSWORD" >/dev/null

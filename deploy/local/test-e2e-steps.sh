@@ -169,7 +169,7 @@ check_grace_periods() {
   fi
 }
 
-# ---- 4. inside the images ------------------------------------------------------------
+# ---- 5. inside the images ------------------------------------------------------------
 
 uid_of() { # process name -> uids of its processes on this machine (containers share the pid view)
   ps -C "$1" -o uid= | sort -u | tr -d ' '
@@ -180,7 +180,7 @@ consumer_of_queue_a_is() { # pod: warren's worker uses its name as the consumer 
 }
 
 check_images() {
-  say "4. inside the images (worker-a still paused at 1 replica)"
+  say "5. inside the images (worker-a still paused at 1 replica)"
   wait_for "worker-a Ready" "$TIMEOUT" ready_workers_a
   local pod
   pod=$(the_worker_a)
@@ -193,10 +193,10 @@ check_images() {
   kn annotate taskqueue worker-a warren.dev/paused- >/dev/null
 }
 
-# ---- 5. Pod Security ------------------------------------------------------------------
+# ---- 6. Pod Security ------------------------------------------------------------------
 
 check_pod_security() {
-  say "5. Pod Security Standard restricted in $NS"
+  say "6. Pod Security Standard restricted in $NS"
   # Admitted, and Ready (again: a leader that cannot renew its Lease in time exits
   # and restarts by design, so readiness is waited for, and restarts are shown).
   check "the chart's pods were admitted (operator and workers ran above)" \
@@ -213,7 +213,7 @@ check_pod_security() {
   fi
 }
 
-# ---- 6. the kustomize overlay -----------------------------------------------------------
+# ---- 7. the kustomize overlay -----------------------------------------------------------
 
 OVERLAY="$WARREN_ROOT/deploy/kustomize/overlays/local"
 KNS=warren-system
@@ -223,12 +223,13 @@ overlay_ready() {
 }
 
 check_kustomize() {
-  say "6. kubectl apply -k deploy/kustomize/overlays/local"
+  say "7. kubectl apply -k deploy/kustomize/overlays/local"
   helm --kubeconfig="$WARREN_KUBECONFIG" uninstall "$RELEASE" -n "$NS" --wait >/dev/null 2>&1
   check "the overlay applies" k apply --server-side --force-conflicts -k "$OVERLAY"
   check "its operator is Ready on the real node and reads the broker" \
     wait_for "overlay operator" "$TIMEOUT" overlay_ready
   # Not `delete -k`: that would delete the CRD, and every TaskQueue with it.
   k delete namespace "$KNS" --wait=false >/dev/null 2>&1
-  k delete clusterrole,clusterrolebinding -l app.kubernetes.io/instance=warren >/dev/null 2>&1
+  k delete clusterrole,clusterrolebinding,validatingadmissionpolicy,validatingadmissionpolicybinding \
+    -l app.kubernetes.io/instance=warren >/dev/null 2>&1
 }

@@ -10,9 +10,12 @@
 #   3. a pod deleted while it runs a task shorter than its grace period finishes and
 #      acks it (no redelivery); one whose task outlasts the grace period is killed by
 #      the kubelet and the task is redelivered (counted, never lost);
-#   4. inside the images: non-root, --help, service names resolve;
-#   5. Pod Security: the chart's pods are admitted, a root pod is not;
-#   6. the kustomize overlay for the local cluster applies and its operator works.
+#   4. a scale-down while long tasks run: IdleFirst removes only idle workers (none
+#      of the long tasks is interrupted), Any on the same plan interrupts some
+#      (test-e2e-idle-first.sh);
+#   5. inside the images: non-root, --help, service names resolve;
+#   6. Pod Security: the chart's pods are admitted, a root pod is not;
+#   7. the kustomize overlay for the local cluster applies and its operator works.
 # Expects the cluster up with its real node and RabbitMQ up (`make test` does both). Prints one line per check, timings, and
 # "N passed, N failed"; exits non-zero on a failure.
 set -uo pipefail
@@ -57,12 +60,16 @@ trap cleanup EXIT
 
 # shellcheck source=test-e2e-steps.sh
 . "$HERE/test-e2e-steps.sh"
+# shellcheck source=test-e2e-idle-first.sh
+. "$HERE/test-e2e-idle-first.sh"
 
-install_release
-check_operator
-check_seed_scenario
-check_grace_periods
-check_images
-check_pod_security
-check_kustomize
+# WARREN_E2E_STEPS runs a subset while working on one step, e.g.
+#   WARREN_E2E_STEPS="install_release check_idle_first" bash deploy/local/test-e2e.sh
+# (make test runs them all).
+ALL_STEPS="install_release check_operator check_seed_scenario check_grace_periods check_idle_first
+check_images check_pod_security check_kustomize"
+for step in ${WARREN_E2E_STEPS:-$ALL_STEPS}; do
+  [[ " ${ALL_STEPS//$'\n'/ } " == *" $step "* ]] || die "unknown step $step (steps: $ALL_STEPS)"
+  "$step"
+done
 summary

@@ -33,6 +33,9 @@ pub struct WorkerMetrics {
     pub dead_lettered: Family<ReasonLabel, Counter>,
     pub retries: Family<NameLabel, Counter>,
     pub connected: Gauge,
+    /// Deliveries handed back unstarted at shutdown: each one is the race of a
+    /// worker chosen for removal as idle that took a message just before SIGTERM.
+    pub returned_unstarted: Counter,
     /// True while consuming and not shutting down: what `/readyz` reports.
     ready: AtomicBool,
 }
@@ -56,6 +59,7 @@ impl WorkerMetrics {
         let dead_lettered = Family::<ReasonLabel, Counter>::default();
         let retries = Family::<NameLabel, Counter>::default();
         let connected = Gauge::default();
+        let returned_unstarted = Counter::default();
         registry.register(
             "tasks",
             "Tasks finished, by task name and outcome",
@@ -78,8 +82,14 @@ impl WorkerMetrics {
             "1 while connected to the broker",
             connected.clone(),
         );
+        registry.register(
+            "returned_unstarted",
+            "Deliveries returned to the queue unstarted at shutdown",
+            returned_unstarted.clone(),
+        );
         Self {
             registry,
+            returned_unstarted,
             tasks,
             duration,
             in_flight,

@@ -129,7 +129,15 @@ impl Worker {
                     .basic_cancel(config.name.as_str().into(), BasicCancelOptions::default())
                     .await;
                 if cancel.is_ok() {
-                    return_unstarted(consumer).await;
+                    let returned = return_unstarted(consumer).await;
+                    self.metrics.returned_unstarted.inc_by(returned);
+                    if returned > 0 {
+                        // Taken after an idle-first scale-down chose this pod: the race.
+                        warn!(
+                            returned,
+                            "deliveries arrived after shutdown began; returned unstarted"
+                        );
+                    }
                 }
                 self.drain(&mut tasks).await;
                 // lapin can wait forever for close-ok when a channel is already
@@ -171,6 +179,8 @@ impl Worker {
                     let permit = tokio::select! {
                         permit = Arc::clone(&permits).acquire_owned() => permit,
                         () = shutdown.cancelled() => {
+                            self.metrics.returned_unstarted.inc();
+                            warn!("a delivery arrived as shutdown began; returned unstarted");
                             let _ = delivery.nack(requeue()).await;
                             return SessionEnd::Shutdown;
                         }
@@ -211,13 +221,17 @@ impl Worker {
 /// How long a shutting-down worker waits for the broker to confirm the close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Deliveries that reached us after basic.cancel went out never started: requeue them.
-async fn return_unstarted(mut consumer: Consumer) {
+/// Deliveries that reached us after basic.cancel went out never started: requeue
+/// them; returns how many.
+async fn return_unstarted(mut consumer: Consumer) -> u64 {
+    let mut returned = 0;
     while let Ok(Some(Ok(delivery))) =
         tokio::time::timeout(Duration::from_millis(500), consumer.next()).await
     {
         let _ = delivery.nack(requeue()).await;
+        returned += 1;
     }
+    returned
 }
 
 fn requeue() -> BasicNackOptions {

@@ -75,7 +75,9 @@ pub async fn guard(
                 return fallback(ctx, queue, decision, why).await;
             }
             if plan.removed > 0 {
-                idle_first.pods.watch_victims(namespace, plan.pods.clone());
+                idle_first
+                    .pods
+                    .watch_victims(namespace, plan.pods.clone(), plan.removed);
             }
             info!(took = ?started.elapsed(), reason = %plan.decision.reason, "idle-first scale-down planned");
             plan.decision

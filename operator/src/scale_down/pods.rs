@@ -29,12 +29,31 @@ const VICTIM_WATCH: Duration = Duration::from_secs(120);
 pub struct PodCache {
     store: Store<Pod>,
     healthy: Arc<AtomicBool>,
-    /// Pods of targets that were just scaled down, and whether each was busy.
-    watched: Victims,
+    /// Scale-downs whose victims are still to be deleted.
+    watched: Arc<Mutex<Vec<ScaleDown>>>,
 }
 
-/// Pods being watched for their deletion: whether each was busy, and since when.
-type Victims = Arc<Mutex<HashMap<ObjectRef<Pod>, (bool, Instant)>>>;
+/// One scale-down's pods, whether each was busy, and how many of them it removes:
+/// the first that many deletions among them are its victims (later ones are
+/// someone else's doing).
+struct ScaleDown {
+    namespace: String,
+    pods: HashMap<String, bool>,
+    remaining: i32,
+    at: Instant,
+}
+
+impl ScaleDown {
+    /// Whether the deletion of `pod` is one of this scale-down's; if so, whether it was busy.
+    fn claim(&mut self, namespace: Option<&str>, pod: Option<&str>) -> Option<bool> {
+        if self.remaining <= 0 || namespace != Some(self.namespace.as_str()) {
+            return None;
+        }
+        let busy = self.pods.remove(pod?)?;
+        self.remaining -= 1;
+        Some(busy)
+    }
+}
 
 impl PodCache {
     /// The cache and the stream that fills it (poll it for the cache to stay current).
@@ -66,9 +85,17 @@ impl PodCache {
                 healthy.store(event.is_ok(), Ordering::Relaxed);
                 if let Ok(watcher::Event::Apply(pod)) = &event
                     && pod.metadata.deletion_timestamp.is_some()
-                    && let Some((busy, _)) = lock(&watched).remove(&ObjectRef::from_obj(pod))
                 {
-                    metrics.victim(busy);
+                    let (namespace, name) = (
+                        pod.metadata.namespace.as_deref(),
+                        pod.metadata.name.as_deref(),
+                    );
+                    let claimed = lock(&watched)
+                        .iter_mut()
+                        .find_map(|s| s.claim(namespace, name));
+                    if let Some(busy) = claimed {
+                        metrics.victim(busy);
+                    }
                 }
                 event.map(|_| ())
             });
@@ -111,16 +138,25 @@ impl PodCache {
         })
     }
 
-    /// Counts, as they are deleted, which of `pods` were busy (by name).
-    pub fn watch_victims(&self, namespace: &str, pods: impl IntoIterator<Item = (String, bool)>) {
+    /// Counts, as the next `removed` of `pods` are deleted, which were busy.
+    pub fn watch_victims(
+        &self,
+        namespace: &str,
+        pods: impl IntoIterator<Item = (String, bool)>,
+        removed: i32,
+    ) {
         let mut watched = lock(&self.watched);
-        watched.retain(|_, (_, at)| at.elapsed() < VICTIM_WATCH);
-        for (name, busy) in pods {
-            watched.insert(
-                ObjectRef::new(&name).within(namespace),
-                (busy, Instant::now()),
-            );
-        }
+        watched.retain(|s| s.remaining > 0 && s.at.elapsed() < VICTIM_WATCH);
+        // A newer scale-down of the same pods supersedes the older one.
+        let pods: HashMap<String, bool> = pods.into_iter().collect();
+        watched
+            .retain(|s| s.namespace != namespace || !s.pods.keys().any(|p| pods.contains_key(p)));
+        watched.push(ScaleDown {
+            namespace: namespace.to_owned(),
+            pods,
+            remaining: removed,
+            at: Instant::now(),
+        });
     }
 }
 
@@ -180,6 +216,31 @@ mod tests {
             pod.status.and_then(|s| s.pod_ip).as_deref(),
             Some("10.88.0.5")
         );
+    }
+
+    #[test]
+    fn a_scale_down_claims_only_as_many_deletions_as_it_removes() {
+        let mut scale_down = ScaleDown {
+            namespace: "ns".into(),
+            pods: HashMap::from([
+                ("idle".into(), false),
+                ("busy".into(), true),
+                ("idle-2".into(), false),
+            ]),
+            remaining: 2,
+            at: Instant::now(),
+        };
+        assert_eq!(scale_down.claim(Some("other"), Some("idle")), None);
+        assert_eq!(scale_down.claim(Some("ns"), Some("stranger")), None);
+        assert_eq!(scale_down.claim(Some("ns"), Some("busy")), Some(true));
+        assert_eq!(
+            scale_down.claim(Some("ns"), Some("busy")),
+            None,
+            "counted once"
+        );
+        assert_eq!(scale_down.claim(Some("ns"), Some("idle")), Some(false));
+        // Its two victims are counted: deleting the rest later is not its doing.
+        assert_eq!(scale_down.claim(Some("ns"), Some("idle-2")), None);
     }
 
     #[test]
