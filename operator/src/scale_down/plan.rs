@@ -117,22 +117,31 @@ pub fn plan(
 ) -> ScaleDownPlan {
     let wanted = decision.desired;
     let busy_count = pods.iter().filter(|p| p.unacked > 0).count();
-    let idle = pods.len() - busy_count;
-    let safe_idle = idle.saturating_sub(usize::try_from(unattributed).unwrap_or(usize::MAX));
+    // Deliveries the channel statistics do not show yet may sit on any pod seen
+    // idle, so none of them is safe to remove until the statistics catch up.
+    let safe_idle = if unattributed > 0 {
+        0
+    } else {
+        pods.len() - busy_count
+    };
     let live = i32::try_from(pods.len()).unwrap_or(i32::MAX);
     let keep = live.saturating_sub(i32::try_from(safe_idle).unwrap_or(i32::MAX));
     let desired = keep.max(wanted).min(current);
     let removed = (current - desired).max(0);
-    let reason = if desired == current {
+    let reason = if desired == current && unattributed > 0 {
         format!(
-            "hold {current}: {busy_count} busy worker(s) and no idle one to remove{}; {}",
-            lag_note(unattributed),
+            "hold {current}: {unattributed} delivery(ies) not yet in the channel statistics, \
+             so no pod is known to be idle; {}",
+            asked(&decision.reason)
+        )
+    } else if desired == current {
+        format!(
+            "hold {current}: {busy_count} busy worker(s) and no idle one to remove; {}",
             asked(&decision.reason)
         )
     } else if desired > wanted {
         format!(
-            "{current} -> {desired}: {removed} idle worker(s) removed, {busy_count} busy kept{}; {}",
-            lag_note(unattributed),
+            "{current} -> {desired}: {removed} idle worker(s) removed, {busy_count} busy kept; {}",
             asked(&decision.reason)
         )
     } else {
@@ -159,14 +168,6 @@ pub fn plan(
             .map(|p| (p.name.clone(), p.unacked > 0))
             .collect(),
         removed,
-    }
-}
-
-fn lag_note(unattributed: i64) -> String {
-    if unattributed > 0 {
-        format!(" ({unattributed} delivery(ies) not yet in the channel statistics)")
-    } else {
-        String::new()
     }
 }
 
