@@ -170,6 +170,7 @@ victims() { # busy=true|false: the operator's count of scale-down victims
 check_idle_first() {
   say "4. scale-down while long tasks run: IdleFirst against Any (old pods ${OLD_AGE}s, short ${SHORT}s, long ${LONG}s, grace ${LONG_GRACE}s)"
   local policy idle0 busy0 idle1 busy1
+  wait_for "operator Ready" "$TIMEOUT" operator_ready || fail "the operator is not Ready"
   idle0=$(victims false)
   busy0=$(victims true)
   idle1=$idle0 busy1=$busy0
@@ -179,6 +180,7 @@ check_idle_first() {
     scale_down_run "$policy" >"$TMP/$name.record.json" || fail "$policy: the run did not complete"
     log "$policy ($(elapsed "$t0")): $(cat "$TMP/$name.record.json")"
     scaled_notes "$name" | sed "s/^/    $policy Scaled: /"
+    log "$policy last decision: $(kn get taskqueue "$name" -o jsonpath='{.status.lastDecision}'); operator restarts: $(kn get pods -l app.kubernetes.io/component=operator -o jsonpath='{.items[*].status.containerStatuses[0].restartCount}')"
     if [[ "$policy" == IdleFirst ]]; then
       idle1=$(victims false)
       busy1=$(victims true)
