@@ -7,7 +7,8 @@ takes the broker's redelivery and ack counters from the arguments. Everything is
 measured by the test, outside the operator: interrupted tasks are redeliveries,
 duplicates are acks beyond the tasks sent, wasted task-seconds are the long tasks'
 time beyond their own duration, and the scale-down delay runs from the last short
-task's result to the first replica change below the peak.
+task's result to the first replica change below the peak (negative when the
+scale-down came first).
 """
 
 import argparse
@@ -60,9 +61,9 @@ def main():
     changes = replica_changes(a.dir, a.name)
     peak = max((r for _, r in changes), default=0)
     short_done = max((s["end"] for s in short), default=None)
-    first_down = next(
-        (t for t, r in changes if r < peak and short_done and t >= short_done - 1), None
-    )
+    # Negative when the scale-down came before the short tasks ended, while every
+    # worker was busy.
+    first_down = next((t for t, r in changes if r < peak), None)
     extra = [max(0.0, (s["end"] - s["start"]) - a.long) for s in long]
     record = {
         "policy": a.policy,
