@@ -47,7 +47,9 @@ impl From<&TaskQueueSpec> for ScalingPolicy {
 pub struct QueueReading {
     pub ready: i64,
     pub unacked: i64,
-    pub consumers: i64,
+    /// `None` until a statistics listing has counted them (a new TaskQueue waits up
+    /// to six polls); the floor then assumes one consumer per unacked message.
+    pub consumers: Option<i64>,
     pub publish_rate: Option<f64>,
     pub ack_rate: Option<f64>,
     /// How old the reading is at decision time.
@@ -198,7 +200,8 @@ impl Load {
         Self {
             backlog,
             idle: reading.ready <= 0 && unacked == 0,
-            busy: i32::try_from(reading.consumers.max(0).min(unacked)).unwrap_or(i32::MAX),
+            busy: i32::try_from(reading.consumers.unwrap_or(unacked).max(0).min(unacked))
+                .unwrap_or(i32::MAX),
             recommendation,
             bound,
             text: format!("backlog {backlog} over target {target}/replica"),

@@ -20,7 +20,7 @@ fn reading(ready: i64, unacked: i64, consumers: i64) -> QueueState {
     QueueState::Known(QueueReading {
         ready,
         unacked,
-        consumers,
+        consumers: Some(consumers),
         publish_rate: None,
         ack_rate: None,
         age: Duration::from_millis(500),
@@ -204,7 +204,7 @@ fn stale_readings_count_as_no_reading() {
     let stale = QueueState::Known(QueueReading {
         ready: 0,
         unacked: 0,
-        consumers: 0,
+        consumers: Some(0),
         publish_rate: None,
         ack_rate: None,
         age: Duration::from_secs(60),
@@ -212,6 +212,33 @@ fn stale_readings_count_as_no_reading() {
     let d = decide(&policy(), &stale, &History::default(), 6, Instant::now());
     assert_eq!(d.desired, 6);
     assert!(d.reason.contains("old"), "{}", d.reason);
+}
+
+#[test]
+fn uncounted_consumers_keep_one_replica_per_unacked_message() {
+    // A new TaskQueue's first readings come from totals listings: unacked is
+    // known, consumers are not. Reading them as 0 let the scale-down remove pods
+    // that held work (6 -> 1 with 6 long tasks running, on the local cluster).
+    let mut countless = policy();
+    countless.count_unacked = false;
+    countless.min_replicas = 1;
+    let state = |consumers| {
+        QueueState::Known(QueueReading {
+            ready: 0,
+            unacked: 6,
+            consumers,
+            publish_rate: None,
+            ack_rate: None,
+            age: Duration::from_millis(500),
+        })
+    };
+    let start = Instant::now();
+    let history = History::starting_at(start, 6);
+    let later = start + Duration::from_secs(61);
+    let d = decide(&countless, &state(None), &history, 6, later);
+    assert_eq!(d.desired, 6, "{}", d.reason);
+    let d = decide(&countless, &state(Some(3)), &history, 6, later);
+    assert_eq!(d.desired, 3, "counted: {}", d.reason);
 }
 
 fn arb_policy() -> impl Strategy<Value = ScalingPolicy> {
@@ -249,7 +276,7 @@ fn arb_reading() -> impl Strategy<Value = QueueReading> {
     (0i64..100_000, 0i64..1000, 0i64..100).prop_map(|(ready, unacked, consumers)| QueueReading {
         ready,
         unacked,
-        consumers,
+        consumers: Some(consumers),
         publish_rate: None,
         ack_rate: None,
         age: Duration::from_secs(1),

@@ -160,7 +160,7 @@ async fn observe_queue(
         Ok(stats) => Ok(QueueReading {
             ready: stats.ready,
             unacked: stats.unacked,
-            consumers: stats.consumers.unwrap_or(0),
+            consumers: stats.consumers,
             publish_rate: stats.publish_rate,
             ack_rate: stats.ack_rate,
             age: sample.taken_at.elapsed(),

@@ -67,7 +67,7 @@ pub fn build(findings: &Findings<'_>) -> TaskQueueStatus {
         ready: reading.map(|r| r.ready).or(previous.ready),
         unacked: reading.map(|r| r.unacked).or(previous.unacked),
         backlog: decision.and_then(|d| d.backlog).or(previous.backlog),
-        consumers: reading.map(|r| r.consumers).or(previous.consumers),
+        consumers: reading.and_then(|r| r.consumers).or(previous.consumers),
         publish_rate: reading
             .and_then(|r| r.publish_rate)
             .or(previous.publish_rate),
@@ -146,7 +146,7 @@ mod tests {
         QueueReading {
             ready: 7,
             unacked: 1,
-            consumers: 2,
+            consumers: Some(2),
             publish_rate: Some(1.5),
             ack_rate: None,
             age: Duration::from_millis(1200),
