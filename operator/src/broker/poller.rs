@@ -8,7 +8,7 @@
 //! counts lag, so it refreshes consumers and rates and keeps the last fresh counts.
 //! Either way one cycle costs one request per 500 queues.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,7 @@ impl BrokerPoller {
             .entry(endpoint.clone())
             .or_insert_with(|| tokio::spawn(self.clone().run(endpoint)));
         self.stop_idle_loops(&mut state);
+        drop_unwatched_samples(&mut state);
     }
 
     /// Forgets `object` (deleted); a broker nobody watches stops being polled.
@@ -95,6 +96,7 @@ impl BrokerPoller {
         let mut state = lock(&self.state);
         state.watches.remove(object);
         self.stop_idle_loops(&mut state);
+        drop_unwatched_samples(&mut state);
     }
 
     /// Every TaskQueue with a watch.
@@ -235,6 +237,21 @@ impl BrokerPoller {
     }
 }
 
+/// Forgets samples of queues no TaskQueue watches any more: they would leak, and a
+/// TaskQueue created later on the same queue would start from the old one's
+/// consumer count (a recreated queue, on the local cluster: 3 consumers read for a
+/// queue whose 6 new workers all held work, so 6 -> 3 removed busy pods).
+fn drop_unwatched_samples(state: &mut State) {
+    let watched: HashSet<(&Endpoint, &str, &str)> = state
+        .watches
+        .values()
+        .map(|w| (&w.endpoint, w.vhost.as_str(), w.queue.as_str()))
+        .collect();
+    state.samples.retain(|(endpoint, (vhost, queue)), _| {
+        watched.contains(&(endpoint, vhost.as_str(), queue.as_str()))
+    });
+}
+
 /// Combines a new listing with the previous reading: counts and their time come
 /// from totals listings (fresh), consumers and rates from statistics listings.
 fn merge(
@@ -289,6 +306,43 @@ mod tests {
             publish_rate: consumers.map(|_| 2.0),
             ack_rate: None,
         }
+    }
+
+    #[test]
+    fn samples_of_queues_nobody_watches_are_dropped() {
+        let endpoint = Endpoint {
+            url: "http://rabbitmq:15672".into(),
+            username: "guest".into(),
+            password: super::super::Password::new("guest"),
+            ca_pem: None,
+        };
+        let watch = |queue: &str| Watch {
+            endpoint: endpoint.clone(),
+            vhost: "/".into(),
+            queue: queue.into(),
+            interval: Duration::from_secs(1),
+        };
+        let sample = || Sample {
+            result: Ok(stats(1, Some(3))),
+            taken_at: Instant::now(),
+        };
+        let mut state = State::default();
+        state
+            .watches
+            .insert(ObjectRef::new("a").within("ns"), watch("queue_a"));
+        for queue in ["queue_a", "queue_b"] {
+            let key = (endpoint.clone(), ("/".to_owned(), queue.to_owned()));
+            state.samples.insert(key, sample());
+        }
+        drop_unwatched_samples(&mut state);
+        let left: Vec<&str> = state.samples.keys().map(|(_, (_, q))| q.as_str()).collect();
+        assert_eq!(left, ["queue_a"]);
+        state.watches.clear();
+        drop_unwatched_samples(&mut state);
+        assert!(
+            state.samples.is_empty(),
+            "a TaskQueue created later starts afresh"
+        );
     }
 
     #[test]
