@@ -115,18 +115,23 @@ refused() { # expected-message kubectl-args...: the operator's identity is refus
   out=$(as_operator "$@" 2>&1) && return 1
   grep -qF "$want" <<<"$out" || { echo "$out"; return 1; }
 }
-label_refused() { refused "may not change a pod's labels" label pod "$POD" sneaky=yes; }
+patch_as_operator() { as_operator patch pod "$POD" "$@"; }
+label_refused() {
+  refused "may not change a pod's labels" patch pod "$POD" --type=merge -p '{"metadata":{"labels":{"sneaky":"yes"}}}'
+}
 if wait_for "a worker-a pod" "$TIMEOUT" a_pod; then
   POD=$(a_pod)
   # The policy is enforced once the API server has compiled it: wait for that.
   check "as the operator: changing a pod's label is refused by the admission policy" \
     wait_for "the policy in force" 30 label_refused
   check "as the operator: changing a pod's image is refused" \
-    refused "may not change a pod's spec" set image "pod/$POD" "worker-a=evil:latest"
+    refused "may not change a pod's spec" patch pod "$POD" --type=json \
+    -p '[{"op": "replace", "path": "/spec/containers/0/image", "value": "evil:latest"}]'
   check "as the operator: adding another annotation is refused" \
-    refused "no pod annotation but controller.kubernetes.io/pod-deletion-cost" annotate pod "$POD" other=x
+    refused "no pod annotation but controller.kubernetes.io/pod-deletion-cost" patch pod "$POD" \
+    --type=merge -p '{"metadata":{"annotations":{"other":"x"}}}'
   check "as the operator: setting controller.kubernetes.io/pod-deletion-cost is allowed" \
-    as_operator annotate pod "$POD" controller.kubernetes.io/pod-deletion-cost=7 --overwrite
+    patch_as_operator --type=merge -p '{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"7"}}}'
   check "as cluster admin (not the operator): changing a label is still allowed" \
     k -n "$NS" label pod "$POD" admin-was-here=yes
 else
