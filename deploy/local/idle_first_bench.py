@@ -66,11 +66,6 @@ def main():
         ),
         "records": records,
     }
-    medians = [
-        (out[policy] or {}).get("scale_down_delay_median_s") for policy in ("IdleFirst", "Any")
-    ]
-    if None not in medians:
-        out["idle_first_extra_delay_s"] = round(medians[0] - medians[1], 2)
     print(json.dumps(out, indent=2, sort_keys=True))
 
 
