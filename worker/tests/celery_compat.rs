@@ -2,45 +2,17 @@
 //! under .local/): a Celery client answered by a warren worker, and the warren
 //! dispatcher answered by a Celery worker.
 
+#[path = "support/celery.rs"]
+mod celery;
 mod support;
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
+use celery::{celery_dir, venv_bin};
 use serde_json::{Map, Value, json};
 use support::*;
 use warren_protocol::{RoutingTable, TaskMessage, TaskStatus};
-
-fn celery_dir() -> PathBuf {
-    repo_root().join("protocol/celery")
-}
-
-/// The venv's bin directory, created with `pip install -r requirements.txt` once.
-fn venv_bin() -> PathBuf {
-    static VENV: OnceLock<PathBuf> = OnceLock::new();
-    VENV.get_or_init(|| {
-        let venv = repo_root().join(".local/venv-celery");
-        let bin = venv.join("bin");
-        if !bin.join("celery").exists() {
-            let ok = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .expect("python3");
-            assert!(ok.success(), "python3 -m venv failed");
-            let ok = Command::new(bin.join("pip"))
-                .args(["install", "-q", "-r"])
-                .arg(celery_dir().join("requirements.txt"))
-                .status()
-                .expect("pip");
-            assert!(ok.success(), "pip install celery failed");
-        }
-        bin
-    })
-    .clone()
-}
 
 struct CeleryWorker(Child);
 

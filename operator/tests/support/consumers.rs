@@ -2,10 +2,9 @@
 //! workers of kwok pods, what the management API's statistics say they hold, a
 //! real Celery worker, and a proxy that breaks the consumers listing.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,7 +16,12 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{amqp_url, management_url, repo_root};
+use super::{amqp_url, management_url};
+
+// The worker crate's Celery venv helper: one venv, made one way, for both crates.
+#[path = "../../../worker/tests/support/celery.rs"]
+mod celery;
+use celery::{celery_dir, venv_bin};
 
 /// One pod's worker as the broker sees it: a channel of its own (unacked counts
 /// are per channel), prefetch 1, consumer tag = the pod's name, as warren's
@@ -160,45 +164,13 @@ pub async fn seen_consumers(queue: &str) -> Vec<SeenConsumer> {
         .collect()
 }
 
-fn celery_dir() -> PathBuf {
-    repo_root().join("protocol/celery")
-}
-
-/// The Celery venv's bin directory, shared with worker/tests/celery_compat.rs:
-/// created with `pip install -r requirements.txt` when missing. Blocking.
-pub fn celery_venv_bin() -> PathBuf {
-    static VENV: OnceLock<PathBuf> = OnceLock::new();
-    VENV.get_or_init(|| {
-        let venv = repo_root().join(".local/venv-celery");
-        let bin = venv.join("bin");
-        if !bin.join("celery").exists() {
-            let ok = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .expect("python3");
-            assert!(ok.success(), "python3 -m venv failed");
-            let ok = Command::new(bin.join("pip"))
-                .args(["install", "-q", "-r"])
-                .arg(celery_dir().join("requirements.txt"))
-                .status()
-                .expect("pip");
-            assert!(ok.success(), "pip install celery failed");
-        }
-        bin
-    })
-    .clone()
-}
-
 /// A real Celery worker of protocol/celery/celery_app.py consuming `queue` from
 /// this host; killed when dropped.
 pub struct CeleryWorker(Child);
 
 impl CeleryWorker {
     pub async fn spawn(queue: &str) -> Self {
-        let bin = tokio::task::spawn_blocking(celery_venv_bin)
-            .await
-            .expect("venv");
+        let bin = tokio::task::spawn_blocking(venv_bin).await.expect("venv");
         let child = Command::new(bin.join("celery"))
             .args(["-A", "celery_app", "worker", "-Q", queue])
             .args(["--pool", "solo", "-c", "1", "-n", "idle-first@%h"])
