@@ -118,14 +118,7 @@ impl ManagementClient {
         let mut page = 1;
         loop {
             let url = format!("{}/api/queues/{}", endpoint.url, encode(vhost));
-            let mut request = client
-                .get(&url)
-                .basic_auth(&endpoint.username, Some(endpoint.password.expose()))
-                .timeout(self.timeout)
-                .query(&[
-                    ("page", page.to_string()),
-                    ("page_size", PAGE_SIZE.to_string()),
-                ]);
+            let mut request = self.page_request(&client, &url, endpoint, page);
             request = match mode {
                 ListMode::Totals => request.query(&[
                     ("columns", TOTALS_COLUMNS),
@@ -196,15 +189,9 @@ impl ManagementClient {
         let mut rows = Vec::new();
         let mut page = 1;
         loop {
-            let request = client
-                .get(&url)
-                .basic_auth(&endpoint.username, Some(endpoint.password.expose()))
-                .timeout(self.timeout)
-                .query(&[
-                    ("page", page.to_string()),
-                    ("page_size", PAGE_SIZE.to_string()),
-                    ("columns", columns.to_owned()),
-                ]);
+            let request = self
+                .page_request(&client, &url, endpoint, page)
+                .query(&[("columns", columns)]);
             let body = match self.fetch(request, endpoint, vhost).await {
                 Ok(body) => body,
                 Err(error) => return (Err(error), page),
@@ -226,6 +213,24 @@ impl ManagementClient {
             }
             page += 1;
         }
+    }
+
+    /// A GET of one page of a listing, with the endpoint's credentials and timeout.
+    fn page_request(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        endpoint: &Endpoint,
+        page: usize,
+    ) -> reqwest::RequestBuilder {
+        client
+            .get(url)
+            .basic_auth(&endpoint.username, Some(endpoint.password.expose()))
+            .timeout(self.timeout)
+            .query(&[
+                ("page", page.to_string()),
+                ("page_size", PAGE_SIZE.to_string()),
+            ])
     }
 
     fn client_for(&self, endpoint: &Endpoint) -> Result<reqwest::Client, BrokerError> {
