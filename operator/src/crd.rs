@@ -170,6 +170,13 @@ pub struct ScaleTargetRef {
     pub name: String,
 }
 
+impl ScaleTargetRef {
+    /// An `apps/v1` Deployment: read from the watch cache, and scaled down idle-first.
+    pub fn is_deployment(&self) -> bool {
+        self.api_version == "apps/v1" && self.kind == "Deployment"
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleUpPolicy {

@@ -53,11 +53,9 @@ pub async fn guard(
     current: i32,
     decision: Decision,
 ) -> Decision {
-    let target = &queue.spec.scale_target_ref;
-    let is_deployment = target.api_version == "apps/v1" && target.kind == "Deployment";
     if decision.desired >= current
         || queue.spec.scale_down.policy != ScaleDownChoice::IdleFirst
-        || !is_deployment
+        || !queue.spec.scale_target_ref.is_deployment()
     {
         return decision;
     }

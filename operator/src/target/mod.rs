@@ -114,8 +114,7 @@ impl Targets {
     }
 
     fn deployment_cache(&self, target: &ScaleTargetRef) -> Option<&DeploymentCache> {
-        let is_deployment = target.api_version == "apps/v1" && target.kind == "Deployment";
-        self.deployments.as_ref().filter(|_| is_deployment)
+        self.deployments.as_ref().filter(|_| target.is_deployment())
     }
 
     /// The pod selector of a Deployment target, from the cache; `None` for other
