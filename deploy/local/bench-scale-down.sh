@@ -26,15 +26,6 @@ TMP="$(mktemp -d)"
 
 k() { kubectl --kubeconfig="$WARREN_KUBECONFIG" --request-timeout=20s "$@"; }
 kn() { k -n "$NS" "$@"; }
-check() { # description command...
-  local what="$1"
-  shift
-  if "$@" >"$TMP/check.log" 2>&1; then pass "$what"; else
-    fail "$what"
-    sed 's/^/    /' "$TMP/check.log" | head -20
-  fi
-}
-elapsed() { printf '%ss' "$(($(date +%s) - $1))"; }
 cleanup() {
   helm --kubeconfig="$WARREN_KUBECONFIG" uninstall "$RELEASE" -n "$NS" >/dev/null 2>&1
   k delete namespace "$NS" --wait=false >/dev/null 2>&1

@@ -451,7 +451,7 @@ check_pause() {
   expect "pause: exits 0 on SIGTERM" '^0$' "$rc"
 }
 
-check() {
+check_all() { # the images-check subcommand (lib.sh has check for one check)
   local t0=$SECONDS image got version
   version=$(workspace_version)
   all_archives_exist || build
@@ -486,7 +486,7 @@ check() {
 
 case "${1:-}" in
   build) build ;;
-  check) check ;;
+  check) check_all ;;
   import) shift; import "$@" ;;
   ref) ref "${2:?usage: images.sh ref NAME}" ;;
   archive) archive "${2:?usage: images.sh archive NAME}" ;;

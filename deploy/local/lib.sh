@@ -48,6 +48,18 @@ fail() {
   FAILED=$((FAILED + 1))
   echo "FAIL: $*"
 }
+# Runs a command as one check: PASS, or FAIL with the first lines of its output
+# (kept in $TMP/check.log; the caller makes TMP).
+check() { # description command...
+  local what="$1"
+  shift
+  if "$@" >"$TMP/check.log" 2>&1; then pass "$what"; else
+    fail "$what"
+    sed 's/^/    /' "$TMP/check.log" | head -20
+  fi
+}
+elapsed() { printf '%ss' "$(($(date +%s) - $1))"; } # start (epoch s) -> "Ns" since
+
 summary() {
   echo "$PASSED passed, $FAILED failed"
   ((FAILED == 0))

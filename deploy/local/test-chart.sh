@@ -26,10 +26,6 @@ TMP="$(mktemp -d)"
 OPERATOR_PID=""
 
 k() { kubectl --kubeconfig="$WARREN_KUBECONFIG" --request-timeout=20s "$@"; }
-check() { # description command...
-  local what="$1"; shift
-  if "$@" >"$TMP/check.log" 2>&1; then pass "$what"; else fail "$what"; sed 's/^/    /' "$TMP/check.log" | head -20; fi
-}
 
 cleanup() {
   [[ -n "$OPERATOR_PID" ]] && kill "$OPERATOR_PID" 2>/dev/null

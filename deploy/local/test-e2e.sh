@@ -40,15 +40,6 @@ WATCH_PID=""
 
 k() { kubectl --kubeconfig="$WARREN_KUBECONFIG" --request-timeout=20s "$@"; }
 kn() { k -n "$NS" "$@"; }
-check() { # description command...
-  local what="$1"
-  shift
-  if "$@" >"$TMP/check.log" 2>&1; then pass "$what"; else
-    fail "$what"
-    sed 's/^/    /' "$TMP/check.log" | head -20
-  fi
-}
-elapsed() { printf '%ss' "$(($(date +%s) - $1))"; }
 
 cleanup() {
   [[ -n "$WATCH_PID" ]] && kill "$WATCH_PID" 2>/dev/null
