@@ -80,14 +80,15 @@ can() { [[ "$(k auth can-i --as="$SA" "$@" 2>/dev/null)" == yes ]]; }
 cannot() { [[ "$(k auth can-i --as="$SA" "$@" 2>/dev/null)" == no ]]; }
 allowed() {
   can patch deployments.apps --subresource=scale -A && can watch deployments.apps -A &&
-    can watch pods -A && can patch pods -A
+    can watch pods -A && can patch pods -A && can watch horizontalpodautoscalers.autoscaling -A
 }
 denied() {
   cannot delete deployments.apps -A && cannot list secrets -A && cannot update taskqueues.warren.dev -A &&
-    cannot update taskqueues.warren.dev --subresource=status -A && cannot update deployments.apps --subresource=scale -A
+    cannot update taskqueues.warren.dev --subresource=status -A && cannot update deployments.apps --subresource=scale -A &&
+    cannot patch horizontalpodautoscalers.autoscaling -A
 }
-check "ServiceAccount can patch deployments/scale, list deployments, watch and patch pods" allowed
-check "ServiceAccount cannot delete deployments, list secrets, update TaskQueues or PUT status/scale" denied
+check "ServiceAccount can patch deployments/scale, list deployments, watch and patch pods, watch HPAs" allowed
+check "ServiceAccount cannot delete deployments, list secrets, update TaskQueues, PUT status/scale or patch HPAs" denied
 
 # A kubeconfig that acts as the chart's ServiceAccount (as a token would).
 k config view --raw --minify -o json | python3 -c '

@@ -25,6 +25,8 @@ use crate::credentials::{BrokerAccess, SecretCache};
 use crate::events::Events;
 use crate::lock::lock;
 use crate::metrics::Metrics;
+use crate::ownership::Owners;
+use crate::ownership::autoscalers::Autoscalers;
 use crate::reconciler::{Context, error_policy, reconcile};
 use crate::scale_down::IdleFirst;
 use crate::scale_down::pods::PodCache;
@@ -82,6 +84,15 @@ pub async fn run(
         }
         futures::future::ready(())
     }));
+    let (autoscalers, autoscaler_events) =
+        Autoscalers::watch(client.clone(), settings.namespace.as_deref());
+    let autoscaler_watch = tokio::spawn(autoscaler_events.for_each(|event| {
+        if let Err(error) = event {
+            // TaskQueues are not held back by it: an HPA on their workload goes unseen.
+            warn!(%error, "cannot watch HorizontalPodAutoscalers; retrying (meanwhile HPAs on TaskQueues' workloads go unseen)");
+        }
+        futures::future::ready(())
+    }));
     let idle_first = IdleFirst {
         pods,
         reader: OccupancyReader::new(settings.poll_timeout, Arc::clone(&metrics)),
@@ -90,6 +101,7 @@ pub async fn run(
         controller: "warren-operator".into(),
         instance: Some(settings.instance.clone()),
     };
+    let (store, writer) = reflector::store();
     let ctx = Arc::new(Context {
         client: client.clone(),
         events: Events::new(client, reporter),
@@ -98,13 +110,14 @@ pub async fn run(
         access: settings.access,
         secrets: SecretCache::default(),
         targets: Targets::with_deployment_cache(deployments),
+        owners: Owners::new(store.clone(), Some(autoscalers)),
         idle_first: Some(idle_first),
         histories: Mutex::new(HashMap::new()),
         status_writes: Mutex::new(HashMap::new()),
+        queue_series: Mutex::new(HashMap::new()),
     });
     // Reconcile on spec (generation) and annotation (pause) changes, not on the
     // operator's own status writes; fresh readings trigger through the poller.
-    let (store, writer) = reflector::store();
     let changes = watcher_fn(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|queue: &mut TaskQueue| queue.managed_fields_mut().clear())
@@ -130,11 +143,13 @@ pub async fn run(
     janitor.abort();
     deployment_watch.abort();
     pod_watch.abort();
+    autoscaler_watch.abort();
     info!("controller stopped");
 }
 
 /// Every 10 s, forgets what belongs to TaskQueues that are gone (histories,
-/// status-write times, poller watches) and Secrets past their TTL.
+/// status-write times, per-queue metric series, poller watches) and Secrets past
+/// their TTL, then counts what is left.
 async fn janitor(ctx: Arc<Context>, store: Store<TaskQueue>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
@@ -150,11 +165,32 @@ async fn janitor(ctx: Arc<Context>, store: Store<TaskQueue>, shutdown: Cancellat
         lock(&ctx.histories).retain(|object, _| live.contains(object));
         ctx.secrets.expire();
         lock(&ctx.status_writes).retain(|object, _| live.contains(object));
+        lock(&ctx.queue_series).retain(|object, labels| {
+            let keep = live.contains(object);
+            if !keep {
+                ctx.metrics.forget_queue(labels);
+            }
+            keep
+        });
         for object in ctx.poller.watched() {
             if !live.contains(&object) {
                 debug!(%object, "TaskQueue deleted; no longer polled");
                 ctx.poller.unwatch(&object);
             }
         }
+        track_entries(&ctx);
     }
+}
+
+/// Counts what is kept per TaskQueue, for the tracked-entries metric.
+fn track_entries(ctx: &Context) {
+    let metrics = &ctx.metrics;
+    metrics.track("histories", lock(&ctx.histories).len());
+    metrics.track("status_writes", lock(&ctx.status_writes).len());
+    metrics.track("queue_series", lock(&ctx.queue_series).len());
+    metrics.track("secrets", ctx.secrets.count());
+    let poller = ctx.poller.sizes();
+    metrics.track("poller_watches", poller.watches);
+    metrics.track("poller_samples", poller.samples);
+    metrics.track("broker_loops", poller.loops);
 }

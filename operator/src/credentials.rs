@@ -196,6 +196,11 @@ impl SecretCache {
         }
     }
 
+    /// How many Secrets are held.
+    pub fn count(&self) -> usize {
+        lock(&self.entries).len()
+    }
+
     /// Drops Secrets not read within the TTL (the janitor calls this).
     pub fn expire(&self) {
         lock(&self.entries).retain(|_, (read_at, _)| read_at.elapsed() < SECRET_TTL);

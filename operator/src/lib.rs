@@ -6,6 +6,7 @@
 //! the broker poller ([`broker`]), the scale target ([`target`]), Secrets
 //! ([`credentials`]), and the thin [`reconciler`]. Scale-downs choose idle pods
 //! first ([`scale_down`]: a pure plan, and a shell that reads pods and the broker).
+//! A workload has one owner ([`ownership`]): the oldest TaskQueue naming it, or an HPA.
 
 pub mod access;
 pub mod broker;
@@ -19,6 +20,7 @@ pub mod interval;
 pub mod leader;
 mod lock;
 pub mod metrics;
+pub mod ownership;
 pub mod reconciler;
 pub mod scale_down;
 pub mod status;

@@ -38,6 +38,11 @@ pub struct MatchedLabel {
     pub matched: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Counter,
@@ -53,6 +58,9 @@ pub struct Metrics {
     /// Pods of scaling-down targets matched (or not) to a consumer of the queue.
     pub matched_pods: Family<MatchedLabel, Counter>,
     pub occupancy_seconds: Histogram,
+    /// Entries kept per TaskQueue, by kind: flat while the TaskQueues are, so a
+    /// leak shows as growth.
+    pub tracked: Family<KindLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -77,6 +85,7 @@ impl Metrics {
         let matched_pods = Family::<MatchedLabel, Counter>::default();
         let occupancy_seconds =
             Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
+        let tracked = Family::<KindLabel, Gauge>::default();
         registry.register(
             "reconciles",
             "TaskQueue reconciliations",
@@ -128,8 +137,14 @@ impl Metrics {
             "Time to read which consumers hold deliveries (before an IdleFirst scale-down)",
             occupancy_seconds.clone(),
         );
+        registry.register(
+            "tracked_entries",
+            "Entries the operator keeps for TaskQueues, by kind (histories, status_writes, poller_watches, poller_samples, broker_loops, secrets, queue_series), counted every 10 s",
+            tracked.clone(),
+        );
         Self {
             registry,
+            tracked,
             victims,
             matched_pods,
             occupancy_seconds,
@@ -176,6 +191,17 @@ impl Metrics {
         let count = |matched| self.matched_pods.get_or_create(&MatchedLabel { matched });
         count("true").inc_by(matched);
         count("false").inc_by(unmatched);
+    }
+
+    /// Removes a TaskQueue's per-queue series.
+    pub fn forget_queue(&self, labels: &QueueLabels) {
+        self.backlog.remove(labels);
+        self.desired.remove(labels);
+    }
+
+    pub fn track(&self, kind: &'static str, entries: usize) {
+        let entries = i64::try_from(entries).unwrap_or(i64::MAX);
+        self.tracked.get_or_create(&KindLabel { kind }).set(entries);
     }
 
     pub fn encode(&self) -> String {

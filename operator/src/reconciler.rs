@@ -2,6 +2,7 @@
 //! scaling decision ([`crate::decision`]) and status ([`crate::status`]).
 //!
 //! - observe: the queue as the broker poller last read it, and the target's replicas;
+//! - own: scale only a workload no older TaskQueue and no HPA scales ([`crate::ownership`]);
 //! - decide: [`decide`] on that, with the TaskQueue's recent history;
 //! - act: before a scale-down, keep busy pods ([`crate::scale_down`]); then patch
 //!   `/scale` when the desired count differs;
@@ -29,6 +30,7 @@ use crate::decision::{Decision, History, QueueReading, QueueState, ScalingPolicy
 use crate::events::Events;
 use crate::lock::lock;
 use crate::metrics::{Metrics, QueueLabels};
+use crate::ownership::{Owners, Ownership};
 use crate::scale_down::{self, IdleFirst};
 use crate::status::{Findings, Problem, TargetFindings, build};
 use crate::target::{ScaleReading, TargetError, Targets};
@@ -44,11 +46,16 @@ pub struct Context {
     pub access: BrokerAccess,
     pub secrets: SecretCache,
     pub targets: Targets,
+    /// Who else scales each TaskQueue's workload.
+    pub owners: Owners,
     /// Idle-first scale-down; `None` scales down as `Any` (tests without pods).
     pub idle_first: Option<IdleFirst>,
     pub histories: Mutex<HashMap<ObjectRef<TaskQueue>, History>>,
     /// When each TaskQueue's status was last written.
     pub status_writes: Mutex<HashMap<ObjectRef<TaskQueue>, Instant>>,
+    /// The labels of each TaskQueue's backlog and desired-replicas series, so the
+    /// series of a deleted TaskQueue (or of a queue it no longer reads) are removed.
+    pub queue_series: Mutex<HashMap<ObjectRef<TaskQueue>, QueueLabels>>,
 }
 
 /// The longest a TaskQueue goes without reconciliation when no reading arrives.
@@ -95,9 +102,21 @@ pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Actio
         // The poller triggers this TaskQueue when its first reading arrives.
         return Ok(Action::requeue(queue.spec.poll_interval.duration()));
     };
-    let scaling = scale_target(&ctx, &queue, &namespace, &key, &queue_state)
-        .await
-        .map_err(|error| problem_of(error.reason(), &error));
+    let scaling = match ctx.owners.of(&queue, &namespace) {
+        Ownership::Owner => scale_target(&ctx, &queue, &namespace, &key, &queue_state)
+            .await
+            .map_err(|error| problem_of(error.reason(), &error)),
+        Ownership::Conflict(conflict) => {
+            // Should it take over later, it starts from the workload's count, not
+            // from decisions it made before the other owner came.
+            lock(&ctx.histories).remove(&key);
+            Err(problem_of(conflict.reason(), &conflict))
+        }
+        Ownership::Unsynced => {
+            debug!("TaskQueues or HPAs not listed yet; not scaling until they are");
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
+    };
     report(&ctx, &queue, &namespace, key, queue_state, scaling).await
 }
 
@@ -293,6 +312,10 @@ async fn record_decision(
         taskqueue: queue.name_any(),
         queue: queue.spec.queue.clone(),
     };
+    let replaced = lock(&ctx.queue_series).insert(ObjectRef::from_obj(queue), labels.clone());
+    if let Some(old) = replaced.filter(|old| *old != labels) {
+        ctx.metrics.forget_queue(&old);
+    }
     if let Some(backlog) = decision.backlog {
         ctx.metrics.backlog.get_or_create(&labels).set(backlog);
     }

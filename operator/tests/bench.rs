@@ -197,15 +197,7 @@ async fn bench_thousand_taskqueues() {
     // Let the decisions of a poll that began just before the end reach the log.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let gaps = decision_gaps(&operator.log_text(), window_start, window_end, count);
-    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", operator.pid()))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
+    let rss_kib = memory_kib(operator.pid(), "VmHWM").unwrap_or(0);
     write_result(
         "operator-scale.json",
         &json!({
@@ -224,12 +216,7 @@ async fn bench_thousand_taskqueues() {
             "operator_peak_rss_mib": rss_kib as f64 / 1024.0,
         }),
     );
-    let http = reqwest::Client::new();
-    let _ = http
-        .delete(format!("{}/api/vhosts/{vhost}", management_url()))
-        .basic_auth("guest", Some("guest"))
-        .send()
-        .await;
+    delete_vhost(&vhost).await;
     // The targets (docs/benchmarks.md), checked after the figures are written.
     let pages = count.div_ceil(500) as f64;
     assert!(
@@ -302,44 +289,4 @@ fn decision_gaps(log: &str, start: Timestamp, end: Timestamp, taskqueues: usize)
             percentile(&gaps, 0.99)
         },
     }
-}
-
-async fn create_vhost(vhost: &str) {
-    let http = reqwest::Client::new();
-    let base = management_url();
-    http.put(format!("{base}/api/vhosts/{vhost}"))
-        .basic_auth("guest", Some("guest"))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .expect("create vhost");
-    http.put(format!("{base}/api/permissions/{vhost}/guest"))
-        .basic_auth("guest", Some("guest"))
-        .json(&json!({"configure": ".*", "write": ".*", "read": ".*"}))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .expect("permissions");
-}
-
-/// Declares the queues through the management API (durable, no arguments).
-async fn declare_queues(vhost: &str, queues: &[String]) {
-    use futures::StreamExt;
-    let http = reqwest::Client::new();
-    let base = management_url();
-    futures::stream::iter(queues)
-        .for_each_concurrent(16, |queue| {
-            let request = http
-                .put(format!("{base}/api/queues/{vhost}/{queue}"))
-                .basic_auth("guest", Some("guest"))
-                .json(&json!({"durable": true}));
-            async move {
-                request
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .expect("declare queue");
-            }
-        })
-        .await;
 }

@@ -29,16 +29,6 @@ fn taskqueue_body(name: &str, queue: &str, target: &str, extra: Value) -> Value 
     json!({"metadata": {"name": name}, "spec": spec})
 }
 
-fn condition(queue: &warren_operator::TaskQueue, type_: &str) -> Option<(String, String, String)> {
-    queue
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
 #[tokio::test]
 #[ignore = "needs RabbitMQ and the local cluster: run by make test"]
 async fn scales_up_on_backlog_and_back_down_after_the_window() {

@@ -69,16 +69,6 @@ async fn notes(client: &kube::Client, namespace: &str, reason: &str) -> Vec<Stri
         .collect()
 }
 
-/// The value of one labelled series (`name{label="value"}`), 0 when absent:
-/// [`counter`] reads unlabelled ones only.
-fn series(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 const VICTIMS_IDLE: &str = "warren_operator_scale_down_victims_total{busy=\"false\"}";
 const VICTIMS_BUSY: &str = "warren_operator_scale_down_victims_total{busy=\"true\"}";
 const MATCHED: &str = "warren_operator_scale_down_pods_total{matched=\"true\"}";

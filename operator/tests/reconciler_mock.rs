@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
+use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 use warren_operator::TaskQueue;
 use warren_operator::access::AccessPolicy;
@@ -18,12 +20,17 @@ use warren_operator::broker::poller::BrokerPoller;
 use warren_operator::credentials::{BrokerAccess, SecretCache};
 use warren_operator::events::Events;
 use warren_operator::metrics::Metrics;
+use warren_operator::ownership::Owners;
 use warren_operator::reconciler::{Context, ReconcileError, error_policy, reconcile};
 use warren_operator::target::Targets;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
 fn context() -> (Arc<Context>, Handle) {
+    context_with(owners_of(&[taskqueue()]))
+}
+
+fn context_with(owners: Owners) -> (Arc<Context>, Handle) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "ns");
     let metrics = Arc::new(Metrics::new());
@@ -51,11 +58,24 @@ fn context() -> (Arc<Context>, Handle) {
         },
         secrets: SecretCache::default(),
         targets: Targets::default(),
+        owners,
         idle_first: None,
         histories: Mutex::new(HashMap::new()),
         status_writes: Mutex::new(HashMap::new()),
+        queue_series: Mutex::new(HashMap::new()),
     };
     (Arc::new(ctx), handle)
+}
+
+/// Ownership as the controller's cache would show it, listing `queues`.
+fn owners_of(queues: &[TaskQueue]) -> Owners {
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for queue in queues {
+        writer.apply_watcher_event(&watcher::Event::InitApply(queue.clone()));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    Owners::new(store, None)
 }
 
 fn taskqueue() -> TaskQueue {
@@ -313,4 +333,53 @@ async fn a_secret_is_read_once_not_on_every_reconciliation() {
         .await
         .expect("task")
         .expect("second reconcile waits for a reading");
+}
+
+#[tokio::test]
+async fn a_workload_an_older_taskqueue_scales_is_left_alone() {
+    let mut older = taskqueue();
+    older.metadata.name = Some("queue-0".into());
+    older.metadata.creation_timestamp = Some(Time(
+        k8s_openapi::jiff::Timestamp::from_second(100).expect("time"),
+    ));
+    let mut newer = taskqueue();
+    newer.metadata.creation_timestamp = Some(Time(
+        k8s_openapi::jiff::Timestamp::from_second(200).expect("time"),
+    ));
+    let (ctx, mut handle) = context_with(owners_of(&[older, newer.clone()]));
+    let server = tokio::spawn(async move {
+        let (request, send) = next(&mut handle).await;
+        assert_eq!(request.uri().path(), "/api/v1/namespaces/ns/secrets/creds");
+        send.send_response(not_found("secrets \"creds\""));
+        serve_warning(&mut handle, "SecretNotFound").await;
+        // No discovery, no /scale: the workload is not touched.
+        let note = serve_warning(&mut handle, "Conflict").await;
+        (note, serve_status(&mut handle, StatusCode::OK).await)
+    });
+    reconcile(Arc::new(newer), Arc::clone(&ctx))
+        .await
+        .expect("reconcile reports, does not fail");
+    let (note, patch) = server.await.expect("server");
+    assert!(
+        note.starts_with(
+            "Deployment \"worker-a\" is already scaled by TaskQueue \"queue-0\", created before this one"
+        ),
+        "{note}"
+    );
+    let active = patch["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "ScalingActive")
+        .cloned()
+        .expect("ScalingActive");
+    assert_eq!(
+        (active["status"].as_str(), active["reason"].as_str()),
+        (Some("False"), Some("Conflict"))
+    );
+    assert!(
+        ctx.metrics
+            .encode()
+            .contains("warren_operator_errors_total{reason=\"Conflict\"} 1")
+    );
 }

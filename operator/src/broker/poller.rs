@@ -43,6 +43,14 @@ type QueueKey = (String, String);
 /// One statistics listing per this many cycles.
 pub const STATS_EVERY: u64 = 6;
 
+/// What the poller holds, for the tracked-entries metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollerSizes {
+    pub watches: usize,
+    pub samples: usize,
+    pub loops: usize,
+}
+
 #[derive(Default)]
 struct State {
     watches: HashMap<ObjectRef<TaskQueue>, Watch>,
@@ -97,6 +105,16 @@ impl BrokerPoller {
         state.watches.remove(object);
         self.stop_idle_loops(&mut state);
         drop_unwatched_samples(&mut state);
+    }
+
+    /// How many watches, samples and broker loops the poller holds.
+    pub fn sizes(&self) -> PollerSizes {
+        let state = lock(&self.state);
+        PollerSizes {
+            watches: state.watches.len(),
+            samples: state.samples.len(),
+            loops: state.loops.len(),
+        }
     }
 
     /// Every TaskQueue with a watch.

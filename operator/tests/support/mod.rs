@@ -188,6 +188,17 @@ pub async fn taskqueue(client: &Client, namespace: &str, name: &str) -> TaskQueu
     api.get(name).await.expect("taskqueue")
 }
 
+/// A condition of the TaskQueue's status as (status, reason, message).
+pub fn condition(queue: &TaskQueue, type_: &str) -> Option<(String, String, String)> {
+    queue
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
 pub async fn events(client: &Client, namespace: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(client.clone(), namespace);
     api.list(&ListParams::default())
@@ -301,6 +312,16 @@ pub fn counter(metrics: &str, name: &str) -> f64 {
 }
 
 /// Who holds the Lease `name` in `namespace`, if anyone.
+/// The value of one labelled series (`name{label="value"}`), 0 when absent:
+/// [`counter`] reads unlabelled ones only.
+pub fn series(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub async fn lease_holder(client: &Client, namespace: &str, name: &str) -> Option<String> {
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), namespace);
@@ -389,4 +410,65 @@ pub async fn delete_queue(queue: &str) {
         .queue_delete(queue.into(), QueueDeleteOptions::default())
         .await;
     let _ = connection.close(200, "done".into()).await;
+}
+
+pub async fn create_vhost(vhost: &str) {
+    let http = reqwest::Client::new();
+    let base = management_url();
+    http.put(format!("{base}/api/vhosts/{vhost}"))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("create vhost");
+    http.put(format!("{base}/api/permissions/{vhost}/guest"))
+        .basic_auth("guest", Some("guest"))
+        .json(&json!({"configure": ".*", "write": ".*", "read": ".*"}))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("permissions");
+}
+
+/// Declares the queues through the management API (durable, no arguments).
+pub async fn declare_queues(vhost: &str, queues: &[String]) {
+    use futures::StreamExt;
+    let http = reqwest::Client::new();
+    let base = management_url();
+    futures::stream::iter(queues)
+        .for_each_concurrent(16, |queue| {
+            let request = http
+                .put(format!("{base}/api/queues/{vhost}/{queue}"))
+                .basic_auth("guest", Some("guest"))
+                .json(&json!({"durable": true}));
+            async move {
+                request
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .expect("declare queue");
+            }
+        })
+        .await;
+}
+
+pub async fn delete_vhost(vhost: &str) {
+    let _ = reqwest::Client::new()
+        .delete(format!("{}/api/vhosts/{vhost}", management_url()))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await;
+}
+
+/// A memory figure of a process from /proc (`VmRSS`, `VmHWM`, ...), in KiB.
+pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| {
+            l.strip_prefix(field)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
 }
