@@ -27,6 +27,11 @@ pub enum DecodeError {
     NotDeadLettered(&'static str),
     #[error("header {name:?} is malformed: {reason}")]
     MalformedHeader { name: &'static str, reason: String },
+    #[error(
+        "result body is JSON but not a Celery rpc:// result \
+         (an object with task_id, status, result and traceback): {0}"
+    )]
+    NotAResult(#[source] serde_json::Error),
     #[error("result field {name:?} is malformed: {reason}")]
     MalformedResult { name: &'static str, reason: String },
 }

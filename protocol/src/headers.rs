@@ -159,9 +159,11 @@ fn required_text(headers: &FieldTable, name: &'static str) -> Result<String, Dec
         None => Err(DecodeError::NotDeadLettered(name)),
         Some(AMQPValue::LongString(s)) => Ok(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         Some(AMQPValue::ShortString(s)) => Ok(s.as_str().to_owned()),
+        // The AMQP type, not the value: a byte array's Debug form is several times
+        // its size, and a nested table's is unbounded.
         Some(other) => Err(DecodeError::MalformedHeader {
             name,
-            reason: format!("expected a string, got {other:?}"),
+            reason: format!("expected a string, got an AMQP {}", other.get_type()),
         }),
     }
 }

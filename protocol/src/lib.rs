@@ -23,3 +23,15 @@ pub use task::{IncomingMessage, TaskMessage};
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 /// The content encoding Celery sets for JSON bodies.
 pub const CONTENT_ENCODING_UTF8: &str = "utf-8";
+
+#[cfg(test)]
+#[path = "decode_fuzz_tests.rs"]
+mod decode_fuzz_tests;
+
+#[cfg(test)]
+#[path = "header_fuzz_tests.rs"]
+mod header_fuzz_tests;
+
+#[cfg(test)]
+#[path = "result_fuzz_tests.rs"]
+mod result_fuzz_tests;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::DecodeError;
+use crate::task::kind_of;
 
 /// Final (or retry) state of a task, spelled as Celery spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +112,21 @@ impl TaskResult {
     }
 
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        Ok(serde_json::from_slice(body)?)
+        serde_json::from_slice(body).map_err(|e| {
+            // serde stops at the first thing the struct cannot take, so its error
+            // alone can call valid JSON of the wrong shape "not valid JSON" (a null
+            // status) or miss that the JSON is broken further on. Reading the body
+            // again as plain JSON, on this error path only, tells the two apart.
+            let value = match serde_json::from_slice::<Value>(body) {
+                Ok(value) => value,
+                Err(syntax) => return DecodeError::InvalidJson(syntax),
+            };
+            // serde names a missing field but not a mistyped one (only its column).
+            match misfit(&value) {
+                Some((name, reason)) => DecodeError::MalformedResult { name, reason },
+                None => DecodeError::NotAResult(e),
+            }
+        })
     }
 
     /// The exception of a FAILURE result, if it is in Celery's shape.
@@ -125,6 +140,38 @@ impl TaskResult {
                 name: "result",
                 reason: format!("a FAILURE result must carry exc_type/exc_message/exc_module: {e}"),
             })
+    }
+}
+
+/// The first field of a result object whose JSON type [`TaskResult`] cannot take.
+fn misfit(body: &Value) -> Option<(&'static str, String)> {
+    let Value::Object(fields) = body else {
+        return None;
+    };
+    let strings = [
+        ("task_id", false),
+        ("status", false),
+        ("traceback", true),
+        ("date_done", true),
+        ("worker", true),
+    ];
+    for (name, nullable) in strings {
+        match fields.get(name) {
+            None | Some(Value::String(_)) => {}
+            Some(Value::Null) if nullable => {}
+            Some(other) => {
+                let null = if nullable { " or null" } else { "" };
+                let reason = format!("expected a string{null}, found a JSON {}", kind_of(other));
+                return Some((name, reason));
+            }
+        }
+    }
+    match fields.get("children") {
+        None | Some(Value::Array(_)) => None,
+        Some(other) => Some((
+            "children",
+            format!("expected an array, found a JSON {}", kind_of(other)),
+        )),
     }
 }
 

@@ -4,6 +4,9 @@
 //! the body is `[args, kwargs, embed]`. Both directions write what Celery 5 writes,
 //! so a Celery worker accepts what the dispatcher sends and vice versa.
 
+use std::time::Duration;
+
+use lapin::types::MAX_SHORT_STRING_LENGTH;
 use serde_json::{Map, Value, json};
 
 use crate::{CONTENT_TYPE_JSON, DecodeError};
@@ -114,6 +117,19 @@ impl TaskMessage {
                 .map(str::to_owned)
                 .ok_or(DecodeError::MissingHeader("id"))?,
         };
+        // The id goes back as the result's correlation_id, an AMQP short string:
+        // a longer one would make publishing the result panic (lapin's
+        // `ShortString::from`), after the task ran.
+        if id.len() > MAX_SHORT_STRING_LENGTH {
+            return Err(DecodeError::MalformedHeader {
+                name: "id",
+                reason: format!(
+                    "a task id must fit an AMQP correlation_id ({MAX_SHORT_STRING_LENGTH} \
+                     bytes), this one is {} bytes",
+                    id.len()
+                ),
+            });
+        }
         let (args, kwargs, embed) = decode_body(message.body)?;
         Ok(Self {
             root_id: optional_str(headers, "root_id")?.unwrap_or_else(|| id.clone()),
@@ -128,10 +144,7 @@ impl TaskMessage {
             parent_id: optional_str(headers, "parent_id")?,
             group: optional_str(headers, "group")?,
             origin: optional_str(headers, "origin")?,
-            ignore_result: headers
-                .get("ignore_result")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            ignore_result: ignore_result(headers)?,
             reply_to: message
                 .reply_to
                 .filter(|r| !r.is_empty())
@@ -183,7 +196,7 @@ fn decode_body(body: &[u8]) -> Result<Body, DecodeError> {
     Ok((args, kwargs, embed))
 }
 
-fn kind_of(value: &Value) -> &'static str {
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -212,6 +225,48 @@ fn optional_str(
     }
 }
 
+/// A header value for an error message: compact JSON cut at [`SHOWN`] bytes.
+///
+/// The value comes from whoever published the message and may be megabytes (or
+/// deeply nested); the error is logged, sent back as the task's exception and
+/// written to the dead-letter headers, where a full copy could push the headers
+/// past the broker's frame size. Writing stops at the cap, so a deep value is not
+/// walked either.
+fn shown(value: &Value) -> String {
+    struct Capped(Vec<u8>);
+    impl std::io::Write for Capped {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            let room = SHOWN - self.0.len();
+            if room == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            let taken = data.len().min(room);
+            self.0.extend_from_slice(&data[..taken]);
+            Ok(taken)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Capped(Vec::new());
+    let complete = serde_json::to_writer(&mut out, value).is_ok();
+    let mut text = match String::from_utf8(out.0) {
+        Ok(text) => text,
+        // Cut inside a multi-byte character: keep the whole ones before it.
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            String::from_utf8_lossy(&e.into_bytes()[..valid]).into_owned()
+        }
+    };
+    if !complete {
+        text.push_str("...");
+    }
+    text
+}
+
+/// How much of a malformed header value an error message quotes.
+const SHOWN: usize = 64;
+
 fn retries(headers: &Map<String, Value>) -> Result<u32, DecodeError> {
     match headers.get("retries") {
         None | Some(Value::Null) => Ok(0),
@@ -220,7 +275,11 @@ fn retries(headers: &Map<String, Value>) -> Result<u32, DecodeError> {
             .and_then(|n| u32::try_from(n).ok())
             .ok_or_else(|| DecodeError::MalformedHeader {
                 name: "retries",
-                reason: format!("expected a non-negative integer, found {value}"),
+                reason: format!(
+                    "expected an integer from 0 to {}, found {}",
+                    u32::MAX,
+                    shown(value)
+                ),
             }),
     }
 }
@@ -235,14 +294,40 @@ fn timelimit(headers: &Map<String, Value>) -> Result<(Option<f64>, Option<f64>),
         Some(Value::Array(limits)) if limits.len() == 2 => {
             let limit = |v: &Value| match v {
                 Value::Null => Ok(None),
-                Value::Number(n) => Ok(n.as_f64()),
+                // The worker turns a limit into a Duration, which panics on a
+                // negative or astronomically large number of seconds: reject
+                // those here, naming the header, instead.
+                Value::Number(n) => match n.as_f64() {
+                    Some(s) if Duration::try_from_secs_f64(s).is_ok() => Ok(Some(s)),
+                    _ => Err(malformed(format!(
+                        "a time limit must be seconds from 0 to {:e}, found {n}",
+                        Duration::MAX.as_secs_f64()
+                    ))),
+                },
                 other => Err(malformed(format!(
-                    "expected seconds or null, found {other}"
+                    "expected seconds or null, found {}",
+                    shown(other)
                 ))),
             };
             Ok((limit(&limits[0])?, limit(&limits[1])?))
         }
-        Some(other) => Err(malformed(format!("expected [hard, soft], found {other}"))),
+        Some(other) => Err(malformed(format!(
+            "expected [hard, soft], found {}",
+            shown(other)
+        ))),
+    }
+}
+
+/// Strict like the other headers: a producer that writes `"false"` or `0` has a
+/// bug, and reading it as `false` would hide that bug instead of naming it.
+fn ignore_result(headers: &Map<String, Value>) -> Result<bool, DecodeError> {
+    match headers.get("ignore_result") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(ignore)) => Ok(*ignore),
+        Some(other) => Err(DecodeError::MalformedHeader {
+            name: "ignore_result",
+            reason: format!("expected true or false, found {}", shown(other)),
+        }),
     }
 }
 
