@@ -1,10 +1,12 @@
 //! Reading queue depths from the RabbitMQ management API: the HTTP client
 //! ([`management`]) and the poller that batches every TaskQueue of a broker into
 //! one paginated read per interval ([`poller`]), and who holds a queue's
-//! deliveries, read before a scale-down ([`occupancy`]).
+//! deliveries, read before a scale-down ([`occupancy`]). Answers are decoded
+//! page by page (`page`).
 
 pub mod management;
 pub mod occupancy;
+mod page;
 pub mod poller;
 
 use std::fmt;
