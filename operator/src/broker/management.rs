@@ -6,6 +6,9 @@
 //! (`disable_stats=true&enable_queue_totals=true`), current when read;
 //! [`ListMode::Stats`] goes through the statistics database for consumers and
 //! rates, whose counts lag seconds behind (figures in docs/benchmarks.md).
+//!
+//! Each page is fetched within the timeout and at most [`MAX_BODY_BYTES`]
+//! (`response`), then decoded (`page`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -13,7 +16,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::page::{queue_page, rows_page};
-use super::{BrokerError, Endpoint, QueueStats};
+use super::{BrokerError, Endpoint, QueueStats, response};
+
+pub use super::response::MAX_BODY_BYTES;
 
 /// The management API's largest page.
 pub const PAGE_SIZE: usize = 500;
@@ -87,7 +92,7 @@ impl ManagementClient {
             if let Some(filter) = &filter {
                 request = request.query(&[("name", filter.as_str()), ("use_regex", "true")]);
             }
-            let read = self.fetch(request, endpoint, vhost).await;
+            let read = response::fetch(request, &endpoint.url, vhost, self.timeout).await;
             let (items, page_count) = match read.and_then(|body| queue_page(&body, &endpoint.url)) {
                 Ok(parsed) => parsed,
                 Err(error) => return (Err(error), page),
@@ -126,7 +131,7 @@ impl ManagementClient {
             let request = self
                 .page_request(&client, &url, endpoint, page)
                 .query(&[("columns", columns)]);
-            let read = self.fetch(request, endpoint, vhost).await;
+            let read = response::fetch(request, &endpoint.url, vhost, self.timeout).await;
             let (items, page_count) = match read.and_then(|body| rows_page(&body, &endpoint.url)) {
                 Ok(parsed) => parsed,
                 Err(error) => return (Err(error), page),
@@ -180,66 +185,6 @@ impl ManagementClient {
                 reason: e.to_string(),
             })
     }
-
-    async fn fetch(
-        &self,
-        request: reqwest::RequestBuilder,
-        endpoint: &Endpoint,
-        vhost: &str,
-    ) -> Result<Vec<u8>, BrokerError> {
-        let url = endpoint.url.clone();
-        let response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                BrokerError::Timeout {
-                    url: url.clone(),
-                    timeout: self.timeout,
-                }
-            } else {
-                BrokerError::Unreachable {
-                    url: url.clone(),
-                    reason: root_cause(&e),
-                }
-            }
-        })?;
-        match response.status().as_u16() {
-            200 => {}
-            401 => return Err(BrokerError::Unauthorized { url }),
-            403 => {
-                return Err(BrokerError::Forbidden {
-                    url,
-                    vhost: vhost.to_owned(),
-                });
-            }
-            404 => {
-                return Err(BrokerError::VhostNotFound {
-                    url,
-                    vhost: vhost.to_owned(),
-                });
-            }
-            status @ 300..=399 => {
-                let location = response
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .unwrap_or("(no Location)")
-                    .to_owned();
-                return Err(BrokerError::Redirected {
-                    url,
-                    status,
-                    location,
-                });
-            }
-            status => return Err(BrokerError::Server { url, status }),
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| BrokerError::Unreachable {
-                url: url.clone(),
-                reason: root_cause(&e),
-            })?;
-        Ok(bytes.to_vec())
-    }
 }
 
 /// Redirects are never followed: the credentials were granted to one URL
@@ -276,15 +221,6 @@ fn encode(segment: &str) -> String {
         }
     }
     out
-}
-
-/// The innermost error message, which says what actually failed (refused, DNS, TLS).
-fn root_cause(error: &dyn std::error::Error) -> String {
-    let mut cause = error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    cause.to_string()
 }
 
 #[cfg(test)]
