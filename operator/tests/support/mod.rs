@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod consumers;
+pub mod fault_proxy;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +20,15 @@ use warren_operator::TaskQueue;
 
 pub fn management_url() -> String {
     std::env::var("WARREN_MANAGEMENT_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".into())
+}
+
+/// The management API's user, as deploy/local/lib.sh sets it.
+pub fn management_username() -> String {
+    std::env::var("WARREN_MANAGEMENT_USERNAME").unwrap_or_else(|_| "guest".into())
+}
+
+pub fn management_password() -> String {
+    std::env::var("WARREN_MANAGEMENT_PASSWORD").unwrap_or_else(|_| "guest".into())
 }
 
 pub fn amqp_url() -> String {
