@@ -22,15 +22,6 @@ pub fn management_url() -> String {
     std::env::var("WARREN_MANAGEMENT_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".into())
 }
 
-/// The management API's user, as deploy/local/lib.sh sets it.
-pub fn management_username() -> String {
-    std::env::var("WARREN_MANAGEMENT_USERNAME").unwrap_or_else(|_| "guest".into())
-}
-
-pub fn management_password() -> String {
-    std::env::var("WARREN_MANAGEMENT_PASSWORD").unwrap_or_else(|_| "guest".into())
-}
-
 pub fn amqp_url() -> String {
     std::env::var("WARREN_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
