@@ -11,7 +11,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
-use support::consumers::{BrokenConsumersProxy, CeleryWorker, Workers, seen_consumers};
+use support::consumers::{CeleryWorker, Workers, seen_consumers};
+use support::fault_proxy::{Fault, FaultProxy};
 use support::*;
 
 const COST: &str = "controller.kubernetes.io/pod-deletion-cost";
@@ -308,7 +309,8 @@ async fn unreadable_consumers_fall_back_without_a_crash() {
     fill_queue(&queue, 0).await;
     running_deployment(&client, &ns.name, "worker-n", 3).await;
     // The queue reads through the proxy; only the consumers listing fails.
-    let proxy = BrokenConsumersProxy::start().await;
+    let proxy = FaultProxy::start().await;
+    proxy.set_on("/api/consumers/", Fault::ServerError);
     let operator = OperatorProcess::spawn(
         &ns.name,
         &[],
@@ -321,7 +323,7 @@ async fn unreadable_consumers_fall_back_without_a_crash() {
         spec_replicas(&client, &ns.name, "worker-n").await == 1
     })
     .await;
-    assert!(proxy.refused() >= 1, "the consumers listing was never read");
+    assert!(proxy.faulted() >= 1, "the consumers listing was never read");
     let answered = format!("the management API at {} answered 500", proxy.url);
     let warnings = notes(&client, &ns.name, "IdleFirstUnavailable").await;
     assert!(

@@ -6,14 +6,19 @@
 //! (`disable_stats=true&enable_queue_totals=true`), current when read;
 //! [`ListMode::Stats`] goes through the statistics database for consumers and
 //! rates, whose counts lag seconds behind (figures in docs/benchmarks.md).
+//!
+//! Each page is fetched within the timeout and at most [`MAX_BODY_BYTES`]
+//! (`response`), then decoded (`page`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::{BrokerError, Endpoint, QueueStats};
+use super::page::{queue_page, rows_page};
+use super::{BrokerError, Endpoint, QueueStats, response};
+
+pub use super::response::MAX_BODY_BYTES;
 
 /// The management API's largest page.
 pub const PAGE_SIZE: usize = 500;
@@ -35,49 +40,6 @@ pub struct ManagementClient {
     /// Built once; its error, if building failed, is reported on every read.
     http: Result<reqwest::Client, String>,
     timeout: Duration,
-}
-
-#[derive(Deserialize)]
-struct Page {
-    items: Vec<Item>,
-    #[serde(default)]
-    page_count: usize,
-}
-
-#[derive(Deserialize)]
-struct Item {
-    name: String,
-    #[serde(default)]
-    messages_ready: Option<i64>,
-    #[serde(default)]
-    messages_unacknowledged: Option<i64>,
-    #[serde(default)]
-    consumers: Option<i64>,
-    #[serde(default)]
-    message_stats: Option<MessageStats>,
-}
-
-#[derive(Deserialize, Default)]
-struct MessageStats {
-    publish_details: Option<Rate>,
-    ack_details: Option<Rate>,
-}
-
-#[derive(Deserialize)]
-struct Rate {
-    rate: f64,
-}
-
-/// A listing that is paginated (`{"items": [..], "page_count": n}`) or not (`[..]`).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Rows<T> {
-    Page {
-        items: Vec<T>,
-        #[serde(default)]
-        page_count: usize,
-    },
-    Bare(Vec<T>),
 }
 
 /// Which per-vhost listing [`ManagementClient::rows`] reads.
@@ -130,36 +92,13 @@ impl ManagementClient {
             if let Some(filter) = &filter {
                 request = request.query(&[("name", filter.as_str()), ("use_regex", "true")]);
             }
-            let body = match self.fetch(request, endpoint, vhost).await {
-                Ok(body) => body,
+            let read = response::fetch(request, &endpoint.url, vhost, self.timeout).await;
+            let (items, page_count) = match read.and_then(|body| queue_page(&body, &endpoint.url)) {
+                Ok(parsed) => parsed,
                 Err(error) => return (Err(error), page),
             };
-            let parsed: Page = match serde_json::from_slice(&body) {
-                Ok(parsed) => parsed,
-                Err(e) => {
-                    let error = BrokerError::Malformed {
-                        url: endpoint.url.clone(),
-                        reason: e.to_string(),
-                    };
-                    return (Err(error), page);
-                }
-            };
-            for item in parsed.items {
-                if queues.contains(&item.name) {
-                    let stats = item.message_stats.unwrap_or_default();
-                    found.insert(
-                        item.name,
-                        QueueStats {
-                            ready: item.messages_ready.unwrap_or(0),
-                            unacked: item.messages_unacknowledged.unwrap_or(0),
-                            consumers: item.consumers,
-                            publish_rate: stats.publish_details.map(|r| r.rate),
-                            ack_rate: stats.ack_details.map(|r| r.rate),
-                        },
-                    );
-                }
-            }
-            if page >= parsed.page_count {
+            found.extend(items.into_iter().filter(|(name, _)| queues.contains(name)));
+            if page >= page_count {
                 return (Ok(found), page);
             }
             page += 1;
@@ -192,20 +131,10 @@ impl ManagementClient {
             let request = self
                 .page_request(&client, &url, endpoint, page)
                 .query(&[("columns", columns)]);
-            let body = match self.fetch(request, endpoint, vhost).await {
-                Ok(body) => body,
+            let read = response::fetch(request, &endpoint.url, vhost, self.timeout).await;
+            let (items, page_count) = match read.and_then(|body| rows_page(&body, &endpoint.url)) {
+                Ok(parsed) => parsed,
                 Err(error) => return (Err(error), page),
-            };
-            let (items, page_count) = match serde_json::from_slice(&body) {
-                Ok(Rows::Page { items, page_count }) => (items, page_count),
-                Ok(Rows::Bare(items)) => (items, 1),
-                Err(e) => {
-                    let error = BrokerError::Malformed {
-                        url: endpoint.url.clone(),
-                        reason: e.to_string(),
-                    };
-                    return (Err(error), page);
-                }
             };
             rows.extend(items);
             if page >= page_count {
@@ -256,66 +185,6 @@ impl ManagementClient {
                 reason: e.to_string(),
             })
     }
-
-    async fn fetch(
-        &self,
-        request: reqwest::RequestBuilder,
-        endpoint: &Endpoint,
-        vhost: &str,
-    ) -> Result<Vec<u8>, BrokerError> {
-        let url = endpoint.url.clone();
-        let response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                BrokerError::Timeout {
-                    url: url.clone(),
-                    timeout: self.timeout,
-                }
-            } else {
-                BrokerError::Unreachable {
-                    url: url.clone(),
-                    reason: root_cause(&e),
-                }
-            }
-        })?;
-        match response.status().as_u16() {
-            200 => {}
-            401 => return Err(BrokerError::Unauthorized { url }),
-            403 => {
-                return Err(BrokerError::Forbidden {
-                    url,
-                    vhost: vhost.to_owned(),
-                });
-            }
-            404 => {
-                return Err(BrokerError::VhostNotFound {
-                    url,
-                    vhost: vhost.to_owned(),
-                });
-            }
-            status @ 300..=399 => {
-                let location = response
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .unwrap_or("(no Location)")
-                    .to_owned();
-                return Err(BrokerError::Redirected {
-                    url,
-                    status,
-                    location,
-                });
-            }
-            status => return Err(BrokerError::Server { url, status }),
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| BrokerError::Unreachable {
-                url: url.clone(),
-                reason: root_cause(&e),
-            })?;
-        Ok(bytes.to_vec())
-    }
 }
 
 /// Redirects are never followed: the credentials were granted to one URL
@@ -354,15 +223,6 @@ fn encode(segment: &str) -> String {
     out
 }
 
-/// The innermost error message, which says what actually failed (refused, DNS, TLS).
-fn root_cause(error: &dyn std::error::Error) -> String {
-    let mut cause = error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    cause.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,21 +231,6 @@ mod tests {
     fn regex_matches_only_the_named_queues() {
         let queues: BTreeSet<String> = ["queue_a", "a.b+c"].iter().map(|s| s.to_string()).collect();
         assert_eq!(name_regex(&queues), r"^(a\.b\+c|queue_a)$");
-    }
-
-    #[test]
-    fn paginated_and_bare_listings_both_decode() {
-        let rows = |text: &str| match serde_json::from_str::<Rows<serde_json::Value>>(text) {
-            Ok(Rows::Page { items, page_count }) => (items.len(), page_count),
-            Ok(Rows::Bare(items)) => (items.len(), 1),
-            Err(e) => panic!("{text}: {e}"),
-        };
-        assert_eq!(
-            rows(r#"{"items": [{"name": "a"}, {"name": "b"}], "page_count": 3}"#),
-            (2, 3)
-        );
-        assert_eq!(rows(r#"[{"name": "a"}]"#), (1, 1));
-        assert!(serde_json::from_str::<Rows<serde_json::Value>>(r#"{"error": "x"}"#).is_err());
     }
 
     #[test]

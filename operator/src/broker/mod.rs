@@ -1,11 +1,14 @@
 //! Reading queue depths from the RabbitMQ management API: the HTTP client
 //! ([`management`]) and the poller that batches every TaskQueue of a broker into
 //! one paginated read per interval ([`poller`]), and who holds a queue's
-//! deliveries, read before a scale-down ([`occupancy`]).
+//! deliveries, read before a scale-down ([`occupancy`]). Answers are read with a
+//! size cap (`response`) and decoded page by page (`page`).
 
 pub mod management;
 pub mod occupancy;
+mod page;
 pub mod poller;
+mod response;
 
 use std::fmt;
 use std::time::Duration;
@@ -95,6 +98,13 @@ pub enum BrokerError {
     Unreachable { url: String, reason: String },
     #[error("the management API at {url} sent a malformed answer: {reason}")]
     Malformed { url: String, reason: String },
+    /// Not [`Self::Malformed`]: what was read may be valid JSON, and the fix is
+    /// different (the URL, or a proxy in front of it, not the broker's answer).
+    #[error(
+        "the management API at {url} sent more than {} MiB in one answer, far more than a listing warren asks for; reading stopped there: check that managementUrl points at the RabbitMQ management API and not at a proxy or service that streams something else",
+        limit / (1024 * 1024)
+    )]
+    TooLarge { url: String, limit: usize },
     #[error("cannot use the CA bundle for {url}: {reason}")]
     CaBundle { url: String, reason: String },
 }
@@ -112,6 +122,7 @@ impl BrokerError {
             Self::Timeout { .. } => "Timeout",
             Self::Unreachable { .. } => "Unreachable",
             Self::Malformed { .. } => "MalformedResponse",
+            Self::TooLarge { .. } => "ResponseTooLarge",
             Self::CaBundle { .. } => "CaBundleInvalid",
         }
     }

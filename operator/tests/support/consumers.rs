@@ -1,10 +1,9 @@
 //! Broker-side helpers of the IdleFirst tests: AMQP consumers standing in for the
-//! workers of kwok pods, what the management API's statistics say they hold, a
-//! real Celery worker, and a proxy that breaks the consumers listing.
+//! workers of kwok pods, what the management API's statistics say they hold, and
+//! a real Celery worker. (The proxy that breaks the consumers listing is a
+//! [`super::fault_proxy::FaultProxy`].)
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -13,8 +12,6 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 use super::{amqp_url, management_url};
 
@@ -197,98 +194,4 @@ impl Drop for CeleryWorker {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// An HTTP proxy in front of the management API that answers 500 to
-/// `/api/consumers/...` and forwards every other GET; stopped when dropped.
-pub struct BrokenConsumersProxy {
-    pub url: String,
-    refused: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl BrokenConsumersProxy {
-    pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let refused = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&refused);
-        let task = tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, http.clone(), Arc::clone(&counter)));
-            }
-        });
-        Self { url, refused, task }
-    }
-
-    /// How many consumers listings it refused.
-    pub fn refused(&self) -> usize {
-        self.refused.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for BrokenConsumersProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// One request per connection (`Connection: close`): the operator sends GETs
-/// without a body, so the head is the whole request.
-async fn answer(mut stream: TcpStream, http: reqwest::Client, refused: Arc<AtomicUsize>) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = head.lines();
-    let mut request = lines.next().unwrap_or_default().split_whitespace();
-    let (method, target) = (
-        request.next().unwrap_or("GET"),
-        request.next().unwrap_or("/"),
-    );
-    let authorization = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("authorization"))
-        .map(|(_, value)| value.trim().to_owned());
-    let (status, body) = if target.starts_with("/api/consumers/") {
-        refused.fetch_add(1, Ordering::Relaxed);
-        (500, br#"{"error":"broken by the test"}"#.to_vec())
-    } else {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
-        let mut forward = http.request(method, format!("{}{target}", management_url()));
-        if let Some(authorization) = authorization {
-            forward = forward.header(reqwest::header::AUTHORIZATION, authorization);
-        }
-        match forward.send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                (
-                    status,
-                    response
-                        .bytes()
-                        .await
-                        .map(|b| b.to_vec())
-                        .unwrap_or_default(),
-                )
-            }
-            Err(_) => (502, Vec::new()),
-        }
-    };
-    let phrase = reqwest::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    let reply = format!(
-        "HTTP/1.1 {status} {phrase}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(reply.as_bytes()).await;
-    let _ = stream.write_all(&body).await;
-    let _ = stream.shutdown().await;
 }

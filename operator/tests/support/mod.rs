@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod consumers;
+pub mod fault_proxy;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
