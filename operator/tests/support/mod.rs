@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod consumers;
 pub mod fault_proxy;
 
@@ -17,6 +18,10 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use serde_json::{Value, json};
 use warren_operator::TaskQueue;
+
+// Not every test binary uses them, as with the rest of the harness.
+#[allow(unused_imports)]
+pub use broker::*;
 
 pub fn management_url() -> String {
     std::env::var("WARREN_MANAGEMENT_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".into())
@@ -312,7 +317,6 @@ pub fn counter(metrics: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Who holds the Lease `name` in `namespace`, if anyone.
 /// The value of one labelled series (`name{label="value"}`), 0 when absent:
 /// [`counter`] reads unlabelled ones only.
 pub fn series(metrics: &str, series: &str) -> f64 {
@@ -323,6 +327,7 @@ pub fn series(metrics: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Who holds the Lease `name` in `namespace`, if anyone.
 pub async fn lease_holder(client: &Client, namespace: &str, name: &str) -> Option<String> {
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), namespace);
@@ -346,119 +351,6 @@ fn free_port() -> u16 {
         .local_addr()
         .expect("addr")
         .port()
-}
-
-/// Publishes `count` persistent messages straight into `queue` (declared durable).
-pub async fn fill_queue(queue: &str, count: usize) {
-    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-    use lapin::types::FieldTable;
-    use lapin::{BasicProperties, Connection, ConnectionProperties};
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .expect("amqp");
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
-    for i in 0..count {
-        channel
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                format!("m{i}").as_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
-    }
-    let _ = connection.close(200, "done".into()).await;
-}
-
-pub async fn purge_queue(queue: &str) {
-    use lapin::options::QueuePurgeOptions;
-    use lapin::{Connection, ConnectionProperties};
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .expect("amqp");
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .queue_purge(queue.into(), QueuePurgeOptions::default())
-        .await
-        .expect("purge");
-    let _ = connection.close(200, "done".into()).await;
-}
-
-pub async fn delete_queue(queue: &str) {
-    use lapin::options::QueueDeleteOptions;
-    use lapin::{Connection, ConnectionProperties};
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .expect("amqp");
-    let channel = connection.create_channel().await.expect("channel");
-    let _ = channel
-        .queue_delete(queue.into(), QueueDeleteOptions::default())
-        .await;
-    let _ = connection.close(200, "done".into()).await;
-}
-
-pub async fn create_vhost(vhost: &str) {
-    let http = reqwest::Client::new();
-    let base = management_url();
-    http.put(format!("{base}/api/vhosts/{vhost}"))
-        .basic_auth("guest", Some("guest"))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .expect("create vhost");
-    http.put(format!("{base}/api/permissions/{vhost}/guest"))
-        .basic_auth("guest", Some("guest"))
-        .json(&json!({"configure": ".*", "write": ".*", "read": ".*"}))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .expect("permissions");
-}
-
-/// Declares the queues through the management API (durable, no arguments).
-pub async fn declare_queues(vhost: &str, queues: &[String]) {
-    use futures::StreamExt;
-    let http = reqwest::Client::new();
-    let base = management_url();
-    futures::stream::iter(queues)
-        .for_each_concurrent(16, |queue| {
-            let request = http
-                .put(format!("{base}/api/queues/{vhost}/{queue}"))
-                .basic_auth("guest", Some("guest"))
-                .json(&json!({"durable": true}));
-            async move {
-                request
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .expect("declare queue");
-            }
-        })
-        .await;
-}
-
-pub async fn delete_vhost(vhost: &str) {
-    let _ = reqwest::Client::new()
-        .delete(format!("{}/api/vhosts/{vhost}", management_url()))
-        .basic_auth("guest", Some("guest"))
-        .send()
-        .await;
 }
 
 /// A memory figure of a process from /proc (`VmRSS`, `VmHWM`, ...), in KiB.
