@@ -7,6 +7,8 @@
 # usage: cluster.sh up       build missing tools, start what is not running, wait until Ready
 #        cluster.sh down     stop the processes started by `up`, delete the cluster state
 #        cluster.sh status   up/down, versions, nodes
+#        cluster.sh stop etcd|kube-apiserver    stop one component (fault tests)
+#        cluster.sh start etcd|kube-apiserver   start it again, wait until it serves
 #
 # State: .local/cluster/ (certs, etcd data, the node's dirs, logs, pid files) and
 # the admin kubeconfig .local/kubeconfig.  Binaries: see tools.sh / versions.env.
@@ -357,6 +359,25 @@ cmd_status() {
 }
 
 # One `up`/`down` at a time (fd 8 is closed for the started components).
+# Fault tests take etcd or the API server away and bring it back; the rest of the
+# cluster keeps running and must ride it out.
+cmd_stop_component() {
+  case "${1:-}" in
+    etcd | kube-apiserver) stop "$1" ;;
+    *) die "stop: etcd or kube-apiserver, not '${1:-}'" ;;
+  esac
+}
+
+cmd_start_component() {
+  case "${1:-}" in
+    etcd) start_etcd ;;
+    kube-apiserver) start_apiserver ;;
+    *) die "start: etcd or kube-apiserver, not '${1:-}'" ;;
+  esac
+  wait_for "kube-apiserver /readyz" "$START_TIMEOUT" apiserver_ready ||
+    { tail -n 30 "$LOGS/kube-apiserver.log" >&2; die "kube-apiserver did not become ready (log: $LOGS/kube-apiserver.log)"; }
+}
+
 lock() {
   command -v flock >/dev/null 2>&1 || return 0
   mkdir -p "$WARREN_ROOT/.local"
@@ -368,5 +389,7 @@ case "${1:-}" in
   up) lock; cmd_up ;;
   down) lock; cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  stop) lock; cmd_stop_component "${2:-}" ;;
+  start) lock; cmd_start_component "${2:-}" ;;
+  *) echo "usage: $0 up|down|status|stop COMPONENT|start COMPONENT" >&2; exit 2 ;;
 esac

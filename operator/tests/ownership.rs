@@ -73,7 +73,8 @@ async fn the_older_taskqueue_keeps_the_workload_and_the_newer_takes_over_when_it
     let operator = OperatorProcess::spawn(&ns.name, &[], &[]);
 
     // The older one is named to sort after the newer, so that it is the creation
-    // time, not the name, that decides.
+    // time or, in the same second, being the one already scaling, not the name,
+    // that decides.
     apply_taskqueue(&client, &ns.name, taskqueue_body("twin-b", &busy, "worker"))
         .await
         .expect("valid TaskQueue");
@@ -81,6 +82,14 @@ async fn the_older_taskqueue_keeps_the_workload_and_the_newer_takes_over_when_it
         Duration::from_secs(30),
         "twin-b scales worker to 5",
         || async { spec_replicas(&client, &ns.name, "worker").await == 5 },
+    )
+    .await;
+    // Its status shows it scaling before twin-a exists: within one second of
+    // creation time (their resolution) that is what keeps the workload with it.
+    eventually(
+        Duration::from_secs(10),
+        "twin-b's status: scaling",
+        || async { scaling_actively(&client, &ns.name, "twin-b").await },
     )
     .await;
     apply_taskqueue(&client, &ns.name, taskqueue_body("twin-a", &idle, "worker"))

@@ -134,6 +134,17 @@ impl TaskResult {
         if self.status != TaskStatus::Failure {
             return Ok(None);
         }
+        // serde would also read the struct from an array ([type, message, module]);
+        // Celery writes an object only, and a bare array is more likely a mistake.
+        if !self.result.is_object() {
+            return Err(DecodeError::MalformedResult {
+                name: "result",
+                reason: format!(
+                    "a FAILURE result must be an object with exc_type/exc_message/exc_module, found a JSON {}",
+                    kind_of(&self.result)
+                ),
+            });
+        }
         serde_json::from_value(self.result.clone())
             .map(Some)
             .map_err(|e| DecodeError::MalformedResult {

@@ -5,7 +5,9 @@
 //! owner. An autoscaler warren does not run (an HPA, and so a KEDA ScaledObject,
 //! whose HPA it is) always keeps it, because it will not yield; among TaskQueues
 //! the oldest keeps it, so that creating a second one never takes a workload away
-//! from the one already scaling it. The others hold until they are the owner.
+//! from the one already scaling it. Creation times have one-second resolution, so
+//! within a second the one already scaling (its status says so) goes first, then
+//! the name decides. The others hold until they are the owner.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -50,6 +52,8 @@ pub enum Claimant {
     TaskQueue {
         name: String,
         created: Option<Time>,
+        /// Its status shows it scaling (or holding) the workload, not in conflict.
+        incumbent: bool,
     },
     /// A HorizontalPodAutoscaler; `scaled_object` names the KEDA ScaledObject
     /// that owns it, when one does.
@@ -78,6 +82,9 @@ impl fmt::Display for Claimant {
     }
 }
 
+/// The reason of the condition and Event of a TaskQueue that does not own its workload.
+pub const CONFLICT: &str = "Conflict";
+
 /// Why a TaskQueue leaves its workload alone: someone else scales it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
@@ -93,7 +100,7 @@ pub struct Conflict {
 impl Conflict {
     /// The condition and Event reason.
     pub fn reason(&self) -> &'static str {
-        "Conflict"
+        CONFLICT
     }
 }
 
@@ -124,14 +131,18 @@ pub fn conflict<'a>(
     older.map(|owner| held_by(owner, ", created before this one"))
 }
 
-/// Whether TaskQueue `a` was created before `b`; names break ties (creation
-/// times have one-second resolution), so exactly one of two TaskQueues owns.
+/// Whether TaskQueue `a` goes before `b`: created earlier; in the same second, the
+/// incumbent; then by name, so that exactly one of two TaskQueues owns.
 fn precedes(a: &Claimant, b: &Claimant) -> bool {
     let key = |c: &Claimant| match c {
-        Claimant::TaskQueue { name, created } => (created.as_ref().map(|t| t.0), name.clone()),
-        Claimant::Hpa { name, .. } => (None, name.clone()),
+        Claimant::TaskQueue {
+            name,
+            created,
+            incumbent,
+        } => (created.as_ref().map(|t| t.0), !incumbent, name.clone()),
+        Claimant::Hpa { name, .. } => (None, true, name.clone()),
     };
-    let ((a_time, a_name), (b_time, b_name)) = (key(a), key(b));
+    let ((a_time, a_new, a_name), (b_time, b_new, b_name)) = (key(a), key(b));
     // A TaskQueue without a creation time (not yet stored) comes last.
     let by_time = match (a_time, b_time) {
         (Some(a), Some(b)) => a.cmp(&b),
@@ -139,7 +150,10 @@ fn precedes(a: &Claimant, b: &Claimant) -> bool {
         (None, Some(_)) => Ordering::Greater,
         (None, None) => Ordering::Equal,
     };
-    by_time.then_with(|| a_name.cmp(&b_name)) == Ordering::Less
+    by_time
+        .then_with(|| a_new.cmp(&b_new))
+        .then_with(|| a_name.cmp(&b_name))
+        == Ordering::Less
 }
 
 #[cfg(test)]
@@ -151,6 +165,18 @@ mod tests {
             name: name.to_owned(),
             created: second
                 .map(|s| Time(k8s_openapi::jiff::Timestamp::from_second(s).expect("time"))),
+            incumbent: false,
+        }
+    }
+
+    fn scaling(name: &str, second: i64) -> Claimant {
+        match queue(name, Some(second)) {
+            Claimant::TaskQueue { name, created, .. } => Claimant::TaskQueue {
+                name,
+                created,
+                incumbent: true,
+            },
+            other => other,
         }
     }
 
@@ -192,6 +218,20 @@ mod tests {
         let all = [a.clone(), b.clone()];
         assert_eq!(owner(&a, &all), None);
         assert_eq!(owner(&b, &all), Some(a));
+    }
+
+    #[test]
+    fn in_the_same_second_the_one_already_scaling_keeps_it() {
+        let (holder, newcomer) = (scaling("b", 100), queue("a", Some(100)));
+        let all = [holder.clone(), newcomer.clone()];
+        assert_eq!(owner(&holder, &all), None);
+        assert_eq!(owner(&newcomer, &all), Some(holder.clone()));
+        // Age still comes first: an older newcomer was the owner all along.
+        let older = queue("c", Some(99));
+        assert_eq!(
+            owner(&holder, &[holder.clone(), older.clone()]),
+            Some(older)
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use futures::FutureExt;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
+use crate::conditions::ConditionType;
 use crate::crd::TaskQueue;
 use autoscalers::Autoscalers;
 use claim::{Claimant, Conflict, Workload};
@@ -77,5 +78,17 @@ fn claimant(queue: &TaskQueue) -> Claimant {
     Claimant::TaskQueue {
         name: queue.name_any(),
         created: queue.metadata.creation_timestamp.clone(),
+        incumbent: incumbent(queue),
     }
+}
+
+/// Whether the TaskQueue's status shows it owning its workload: a ScalingActive
+/// condition for any reason but a conflict (paused or unable to read the broker,
+/// it still holds the workload).
+fn incumbent(queue: &TaskQueue) -> bool {
+    queue.status.as_ref().is_some_and(|status| {
+        status.conditions.iter().any(|c| {
+            c.type_ == ConditionType::ScalingActive.as_str() && c.reason != claim::CONFLICT
+        })
+    })
 }

@@ -32,7 +32,7 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("root")
@@ -274,6 +274,11 @@ impl OperatorProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Still running: not exited (a crash would show here, not as a new pid).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn kill(&mut self) {
