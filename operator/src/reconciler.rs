@@ -61,6 +61,12 @@ pub struct Context {
 /// The longest a TaskQueue goes without reconciliation when no reading arrives.
 const SAFETY_REQUEUE: Duration = Duration::from_secs(30);
 
+/// The longest one reconciliation may take. With etcd down the API server holds
+/// requests for up to a minute; past this the reconciliation is dropped (every
+/// step is idempotent: `/scale` and the status are set, not incremented) and
+/// retried, so recovery does not wait on a request that will fail anyway.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// An unchanged status is still rewritten this often, to refresh `readingAge`.
 const STATUS_HEARTBEAT: Duration = Duration::from_secs(30);
 
@@ -68,6 +74,10 @@ const STATUS_HEARTBEAT: Duration = Duration::from_secs(30);
 pub enum ReconcileError {
     #[error("TaskQueue has no namespace")]
     NoNamespace,
+    #[error(
+        "reconciliation took longer than {0:?} (is the API server slow, or etcd down?); retrying"
+    )]
+    TimedOut(Duration),
     #[error("cannot write the status of TaskQueue {name:?}: {source}")]
     Status {
         name: String,
@@ -81,6 +91,7 @@ impl ReconcileError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::NoNamespace => "NoNamespace",
+            Self::TimedOut(_) => "ReconcileTimeout",
             Self::Status { .. } => "StatusWriteFailed",
         }
     }
@@ -94,6 +105,15 @@ type Scaling = (ScaleReading, Option<Decision>, Option<Time>);
     name = queue.metadata.name.as_deref().unwrap_or(""),
 ))]
 pub async fn reconcile(queue: Arc<TaskQueue>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    tokio::time::timeout(RECONCILE_TIMEOUT, reconcile_once(queue, ctx))
+        .await
+        .map_err(|_| ReconcileError::TimedOut(RECONCILE_TIMEOUT))?
+}
+
+async fn reconcile_once(
+    queue: Arc<TaskQueue>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
     ctx.metrics.reconciles.inc();
     let namespace = queue.namespace().ok_or(ReconcileError::NoNamespace)?;
     let key = ObjectRef::from_obj(&*queue);
