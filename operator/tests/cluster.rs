@@ -1,6 +1,6 @@
 //! The operator against the local control plane (kube-apiserver, controllers,
 //! kwok nodes) and the real RabbitMQ: scaling up and down, scale to zero, broker
-//! trouble, pausing, schema validation and leader election.
+//! trouble, pausing and schema validation. Leader election: `failover.rs`.
 
 mod support;
 
@@ -442,86 +442,4 @@ async fn invalid_taskqueues_are_rejected_naming_the_field() {
     assert_eq!(ok.spec.vhost, "/");
     assert_eq!(ok.spec.poll_interval.to_string(), "5s");
     assert_eq!(ok.spec.scale_target_ref.kind, "Deployment");
-}
-
-#[tokio::test]
-#[ignore = "needs RabbitMQ and the local cluster: run by make test"]
-async fn two_operators_elect_one_leader_and_fail_over() {
-    let client = client().await;
-    install_crd(&client).await;
-    let ns = TestNamespace::new(&client, "wt-leader").await;
-    let queue = unique("leader_q");
-    create_deployment(&client, &ns.name, "worker-l", 1).await;
-    fill_queue(&queue, 50).await;
-    let election = |identity: &'static str| {
-        OperatorProcess::spawn(
-            &ns.name,
-            &[
-                "--leader-election",
-                "--lease-namespace",
-                &ns.name,
-                "--lease-duration",
-                "4s",
-                "--identity",
-                identity,
-            ],
-            &[],
-        )
-    };
-    let mut first = election("op-1");
-    eventually(Duration::from_secs(20), "op-1 holds the lease", || async {
-        lease_holder(&client, &ns.name, "warren-operator")
-            .await
-            .as_deref()
-            == Some("op-1")
-    })
-    .await;
-    let second = election("op-2");
-    apply_taskqueue(
-        &client,
-        &ns.name,
-        taskqueue_body("queue-l", &queue, "worker-l", json!({})),
-    )
-    .await
-    .expect("valid");
-    eventually(Duration::from_secs(30), "scaled to 5", || async {
-        spec_replicas(&client, &ns.name, "worker-l").await == 5
-    })
-    .await;
-
-    assert_eq!(
-        lease_holder(&client, &ns.name, "warren-operator")
-            .await
-            .as_deref(),
-        Some("op-1")
-    );
-    assert!(first.reconciles().await > 0);
-    assert_eq!(
-        second.reconciles().await,
-        0,
-        "the standby must not reconcile"
-    );
-
-    first.kill();
-    let killed = Instant::now();
-    fill_queue(&queue, 100).await;
-    eventually(Duration::from_secs(20), "op-2 holds the lease", || async {
-        lease_holder(&client, &ns.name, "warren-operator")
-            .await
-            .as_deref()
-            == Some("op-2")
-    })
-    .await;
-    assert!(
-        killed.elapsed() <= Duration::from_secs(4 + 4),
-        "takeover took {:?}",
-        killed.elapsed()
-    );
-    eventually(
-        Duration::from_secs(20),
-        "the new leader scales to 15",
-        || async { spec_replicas(&client, &ns.name, "worker-l").await == 15 },
-    )
-    .await;
-    delete_queue(&queue).await;
 }
