@@ -9,6 +9,7 @@ pub mod occupancy;
 mod page;
 pub mod poller;
 mod response;
+pub mod sample;
 
 use std::fmt;
 use std::time::Duration;

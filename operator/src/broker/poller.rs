@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::management::{ListMode, ManagementClient};
+pub use super::sample::Sample;
+use super::sample::merge;
 use super::{BrokerError, Endpoint, QueueStats};
 use crate::crd::TaskQueue;
 use crate::lock::lock;
@@ -29,13 +31,6 @@ pub struct Watch {
     pub vhost: String,
     pub queue: String,
     pub interval: Duration,
-}
-
-/// The latest reading of a queue, or why there is none, and when it was taken.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    pub result: Result<QueueStats, BrokerError>,
-    pub taken_at: Instant,
 }
 
 type QueueKey = (String, String);
@@ -165,9 +160,13 @@ impl BrokerPoller {
                 return;
             };
             let started = Instant::now();
-            // The first cycle makes both listings so that consumers are known at once.
+            // The first cycle makes both listings so that consumers are known at once;
+            // totals go first wherever a count is missing, so that the statistics
+            // listing has fresh counts to join (its own lag: see `merge`).
+            let both: &[ListMode] = &[ListMode::Totals, ListMode::Stats];
             let modes: &[ListMode] = match cycle {
-                0 => &[ListMode::Stats, ListMode::Totals],
+                0 => both,
+                c if c % STATS_EVERY == 0 && !self.counts_known(&endpoint) => both,
                 c if c % STATS_EVERY == 0 => &[ListMode::Stats],
                 _ => &[ListMode::Totals],
             };
@@ -229,6 +228,19 @@ impl BrokerPoller {
         Some((wanted, interval?.max(Duration::from_millis(200))))
     }
 
+    /// Whether every queue read through `endpoint` has a good reading.
+    fn counts_known(&self, endpoint: &Endpoint) -> bool {
+        let state = lock(&self.state);
+        state
+            .watches
+            .values()
+            .filter(|w| &w.endpoint == endpoint)
+            .all(|w| {
+                let slot = (endpoint.clone(), (w.vhost.clone(), w.queue.clone()));
+                state.samples.get(&slot).is_some_and(|s| s.result.is_ok())
+            })
+    }
+
     /// Stores samples and returns the TaskQueues they concern.
     fn store(
         &self,
@@ -241,8 +253,9 @@ impl BrokerPoller {
         let keys: BTreeSet<QueueKey> = fresh.iter().map(|(k, _)| k.clone()).collect();
         for (key, result) in fresh {
             let slot = (endpoint.clone(), key);
-            let merged = merge(state.samples.get(&slot), mode, result, now);
-            state.samples.insert(slot, merged);
+            if let Some(merged) = merge(state.samples.get(&slot), mode, result, now) {
+                state.samples.insert(slot, merged);
+            }
         }
         state
             .watches
@@ -268,48 +281,6 @@ fn drop_unwatched_samples(state: &mut State) {
     state.samples.retain(|(endpoint, (vhost, queue)), _| {
         watched.contains(&(endpoint, vhost.as_str(), queue.as_str()))
     });
-}
-
-/// Combines a new listing with the previous reading: counts and their time come
-/// from totals listings (fresh), consumers and rates from statistics listings.
-fn merge(
-    previous: Option<&Sample>,
-    mode: ListMode,
-    fresh: Result<QueueStats, BrokerError>,
-    now: Instant,
-) -> Sample {
-    let previous_ok =
-        previous.and_then(|p| p.result.as_ref().ok().map(|stats| (stats, p.taken_at)));
-    let result = match (fresh, mode, previous_ok) {
-        (Err(error), _, _) => {
-            return Sample {
-                result: Err(error),
-                taken_at: now,
-            };
-        }
-        (Ok(totals), ListMode::Totals, Some((before, _))) => QueueStats {
-            consumers: before.consumers,
-            publish_rate: before.publish_rate,
-            ack_rate: before.ack_rate,
-            ..totals
-        },
-        (Ok(stats), ListMode::Stats, Some((before, taken_at))) => {
-            let merged = QueueStats {
-                ready: before.ready,
-                unacked: before.unacked,
-                ..stats
-            };
-            return Sample {
-                result: Ok(merged),
-                taken_at,
-            };
-        }
-        (Ok(stats), _, None) => stats,
-    };
-    Sample {
-        result: Ok(result),
-        taken_at: now,
-    }
 }
 
 #[cfg(test)]
@@ -361,35 +332,5 @@ mod tests {
             state.samples.is_empty(),
             "a TaskQueue created later starts afresh"
         );
-    }
-
-    #[test]
-    fn totals_refresh_counts_and_stats_refresh_consumers() {
-        let t0 = Instant::now();
-        let first = merge(None, ListMode::Stats, Ok(stats(5, Some(2))), t0);
-        let t1 = t0 + Duration::from_secs(1);
-        let fresh = merge(Some(&first), ListMode::Totals, Ok(stats(40, None)), t1);
-        let got = fresh.result.clone().expect("ok");
-        assert_eq!(
-            (got.ready, got.consumers, got.publish_rate),
-            (40, Some(2), Some(2.0))
-        );
-        assert_eq!(fresh.taken_at, t1);
-        // A lagging statistics listing keeps the fresh count and its time.
-        let t2 = t1 + Duration::from_secs(1);
-        let after_stats = merge(Some(&fresh), ListMode::Stats, Ok(stats(5, Some(3))), t2);
-        let got = after_stats.result.clone().expect("ok");
-        assert_eq!((got.ready, got.consumers), (40, Some(3)));
-        assert_eq!(after_stats.taken_at, t1);
-        // Errors replace the reading.
-        let failed = merge(
-            Some(&after_stats),
-            ListMode::Totals,
-            Err(BrokerError::Unauthorized {
-                url: "http://rabbitmq:15672".into(),
-            }),
-            t2,
-        );
-        assert!(failed.result.is_err());
     }
 }
