@@ -22,6 +22,8 @@ pub use super::response::MAX_BODY_BYTES;
 
 /// The management API's largest page.
 pub const PAGE_SIZE: usize = 500;
+/// Most pages read of one listing: 50,000 queues or consumers in one vhost.
+pub const MAX_PAGES: usize = 100;
 const MAX_FILTER_LEN: usize = 4000;
 const STATS_COLUMNS: &str = "name,messages_ready,messages_unacknowledged,consumers,\
 message_stats.publish_details.rate,message_stats.ack_details.rate";
@@ -98,10 +100,11 @@ impl ManagementClient {
                 Err(error) => return (Err(error), page),
             };
             found.extend(items.into_iter().filter(|(name, _)| queues.contains(name)));
-            if page >= page_count {
-                return (Ok(found), page);
+            match next_page(page, page_count, &endpoint.url) {
+                Ok(Some(next)) => page = next,
+                Ok(None) => return (Ok(found), page),
+                Err(error) => return (Err(error), page),
             }
-            page += 1;
         }
     }
 
@@ -137,10 +140,11 @@ impl ManagementClient {
                 Err(error) => return (Err(error), page),
             };
             rows.extend(items);
-            if page >= page_count {
-                return (Ok(rows), page);
+            match next_page(page, page_count, &endpoint.url) {
+                Ok(Some(next)) => page = next,
+                Ok(None) => return (Ok(rows), page),
+                Err(error) => return (Err(error), page),
             }
-            page += 1;
         }
     }
 
@@ -187,6 +191,22 @@ impl ManagementClient {
     }
 }
 
+/// The page after `page` of `page_count`, `None` after the last; past
+/// [`MAX_PAGES`] an error, so that a server claiming ever more pages cannot keep
+/// the poller reading (each page is capped, their number must be too).
+fn next_page(page: usize, page_count: usize, url: &str) -> Result<Option<usize>, BrokerError> {
+    if page >= page_count {
+        return Ok(None);
+    }
+    if page >= MAX_PAGES {
+        return Err(BrokerError::TooManyPages {
+            url: url.to_owned(),
+            limit: MAX_PAGES,
+        });
+    }
+    Ok(Some(page + 1))
+}
+
 /// Redirects are never followed: the credentials were granted to one URL
 /// ([`crate::access`]), not to wherever it points.
 fn http_client() -> reqwest::ClientBuilder {
@@ -231,6 +251,19 @@ mod tests {
     fn regex_matches_only_the_named_queues() {
         let queues: BTreeSet<String> = ["queue_a", "a.b+c"].iter().map(|s| s.to_string()).collect();
         assert_eq!(name_regex(&queues), r"^(a\.b\+c|queue_a)$");
+    }
+
+    #[test]
+    fn pages_are_read_up_to_the_limit() {
+        assert_eq!(next_page(1, 3, "u").expect("ok"), Some(2));
+        assert_eq!(next_page(3, 3, "u").expect("ok"), None);
+        assert_eq!(next_page(1, 0, "u").expect("ok"), None, "an empty listing");
+        assert_eq!(
+            next_page(MAX_PAGES - 1, usize::MAX, "u").expect("ok"),
+            Some(MAX_PAGES)
+        );
+        let error = next_page(MAX_PAGES, usize::MAX, "u").expect_err("too many");
+        assert_eq!(error.reason(), "TooManyPages");
     }
 
     #[test]

@@ -106,6 +106,10 @@ pub enum BrokerError {
         limit / (1024 * 1024)
     )]
     TooLarge { url: String, limit: usize },
+    #[error(
+        "the management API at {url} claims more than {limit} pages of one listing (500 rows each); reading stopped there: a vhost that large is more than warren reads, or managementUrl points at something that is not the RabbitMQ management API"
+    )]
+    TooManyPages { url: String, limit: usize },
     #[error("cannot use the CA bundle for {url}: {reason}")]
     CaBundle { url: String, reason: String },
 }
@@ -124,6 +128,7 @@ impl BrokerError {
             Self::Unreachable { .. } => "Unreachable",
             Self::Malformed { .. } => "MalformedResponse",
             Self::TooLarge { .. } => "ResponseTooLarge",
+            Self::TooManyPages { .. } => "TooManyPages",
             Self::CaBundle { .. } => "CaBundleInvalid",
         }
     }
