@@ -11,24 +11,6 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::*;
 
-fn taskqueue_body(name: &str, queue: &str, target: &str, extra: Value) -> Value {
-    let mut spec = json!({
-        "queue": queue,
-        "scaleTargetRef": {"name": target},
-        "minReplicas": 1,
-        "maxReplicas": 20,
-        "targetBacklogPerReplica": 10,
-        "pollInterval": "1s",
-        "scaleDown": {"stabilizationWindow": "8s", "scaleToZeroDelay": "4s"}
-    });
-    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            spec.insert(k.clone(), v.clone());
-        }
-    }
-    json!({"metadata": {"name": name}, "spec": spec})
-}
-
 #[tokio::test]
 #[ignore = "needs RabbitMQ and the local cluster: run by make test"]
 async fn scales_up_on_backlog_and_back_down_after_the_window() {

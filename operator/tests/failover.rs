@@ -8,26 +8,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
-
-fn taskqueue_body(name: &str, queue: &str, target: &str, extra: Value) -> Value {
-    let mut spec = json!({
-        "queue": queue,
-        "scaleTargetRef": {"name": target},
-        "minReplicas": 1,
-        "maxReplicas": 20,
-        "targetBacklogPerReplica": 10,
-        "pollInterval": "1s",
-        "scaleDown": {"stabilizationWindow": "8s", "scaleToZeroDelay": "4s"}
-    });
-    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            spec.insert(k.clone(), v.clone());
-        }
-    }
-    json!({"metadata": {"name": name}, "spec": spec})
-}
 
 /// An operator taking part in the election of `namespace` as `identity`.
 fn candidate(namespace: &str, identity: &str) -> OperatorProcess {

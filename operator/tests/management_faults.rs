@@ -15,9 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::ObjectRef;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
 use support::fault_proxy::{Fault, FaultProxy, HUGE_BYTES};
 use support::*;
@@ -54,39 +53,10 @@ async fn queue() -> String {
     QUEUE
         .get_or_init(|| async {
             let queue = unique("faults_q");
-            let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-                .await
-                .expect("amqp");
-            let channel = connection.create_channel().await.expect("channel");
             let mut arguments = FieldTable::default();
             arguments.insert("x-expires".into(), AMQPValue::LongInt(600_000));
-            channel
-                .queue_declare(
-                    queue.as_str().into(),
-                    QueueDeclareOptions::default(),
-                    arguments,
-                )
-                .await
-                .expect("declare");
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await
-                .expect("confirms");
-            for i in 0..MESSAGES {
-                channel
-                    .basic_publish(
-                        "".into(),
-                        queue.as_str().into(),
-                        BasicPublishOptions::default(),
-                        format!("m{i}").as_bytes(),
-                        BasicProperties::default(),
-                    )
-                    .await
-                    .expect("publish")
-                    .await
-                    .expect("confirm");
-            }
-            let _ = connection.close(200, "done".into()).await;
+            let options = QueueDeclareOptions::default();
+            fill_declared_queue(&queue, MESSAGES, options, arguments).await;
             // The poller's statistics cycles must read the real count too.
             let client = ManagementClient::new(Duration::from_secs(5));
             let queues = BTreeSet::from([queue.clone()]);

@@ -286,16 +286,7 @@ fn drop_unwatched_samples(state: &mut State) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn stats(ready: i64, consumers: Option<i64>) -> QueueStats {
-        QueueStats {
-            ready,
-            unacked: 0,
-            consumers,
-            publish_rate: consumers.map(|_| 2.0),
-            ack_rate: None,
-        }
-    }
+    use crate::broker::sample::tests::stats;
 
     #[test]
     fn samples_of_queues_nobody_watches_are_dropped() {

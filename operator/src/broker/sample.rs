@@ -54,12 +54,13 @@ pub(super) fn merge(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use super::*;
 
-    fn stats(ready: i64, consumers: Option<i64>) -> QueueStats {
+    /// Counts of a queue for tests: `consumers` known, with a publish rate, or not.
+    pub(in crate::broker) fn stats(ready: i64, consumers: Option<i64>) -> QueueStats {
         QueueStats {
             ready,
             unacked: 0,

@@ -7,19 +7,33 @@ use super::{amqp_url, management_url};
 
 /// Publishes `count` persistent messages straight into `queue` (declared durable).
 pub async fn fill_queue(queue: &str, count: usize) {
-    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+    use lapin::options::QueueDeclareOptions;
     use lapin::types::FieldTable;
+    fill_declared_queue(
+        queue,
+        count,
+        QueueDeclareOptions::durable(),
+        FieldTable::default(),
+    )
+    .await;
+}
+
+/// Declares `queue` with `options` and `arguments`, then publishes `count`
+/// persistent messages into it, each confirmed.
+pub async fn fill_declared_queue(
+    queue: &str,
+    count: usize,
+    options: lapin::options::QueueDeclareOptions,
+    arguments: lapin::types::FieldTable,
+) {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
     use lapin::{BasicProperties, Connection, ConnectionProperties};
     let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
         .await
         .expect("amqp");
     let channel = connection.create_channel().await.expect("channel");
     channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
+        .queue_declare(queue.into(), options, arguments)
         .await
         .expect("declare");
     channel

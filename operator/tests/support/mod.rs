@@ -189,6 +189,26 @@ pub async fn apply_taskqueue(
     .await
 }
 
+/// A TaskQueue `name` on `queue` scaling the Deployment `target` within [1, 20] at
+/// 10 messages a replica, polled every second, with `extra` spec fields on top.
+pub fn taskqueue_body(name: &str, queue: &str, target: &str, extra: Value) -> Value {
+    let mut spec = json!({
+        "queue": queue,
+        "scaleTargetRef": {"name": target},
+        "minReplicas": 1,
+        "maxReplicas": 20,
+        "targetBacklogPerReplica": 10,
+        "pollInterval": "1s",
+        "scaleDown": {"stabilizationWindow": "8s", "scaleToZeroDelay": "4s"}
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    json!({"metadata": {"name": name}, "spec": spec})
+}
+
 pub async fn taskqueue(client: &Client, namespace: &str, name: &str) -> TaskQueue {
     let api: Api<TaskQueue> = Api::namespaced(client.clone(), namespace);
     api.get(name).await.expect("taskqueue")
