@@ -25,5 +25,6 @@ pub mod reconciler;
 pub mod scale_down;
 pub mod status;
 pub mod target;
+pub mod watch_cache;
 
 pub use crd::{TaskQueue, TaskQueueSpec, TaskQueueStatus};

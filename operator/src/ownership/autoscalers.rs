@@ -4,26 +4,19 @@
 //! KEDA scales through an HPA it creates for each ScaledObject (and owns), so
 //! watching HPAs finds ScaledObjects too, without KEDA's CRDs being installed.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use super::claim::{Claimant, Workload};
+use crate::watch_cache::WatchCache;
 
 /// The HPAs of the watched namespace(s).
 #[derive(Clone)]
 pub struct Autoscalers {
-    store: Store<HorizontalPodAutoscaler>,
-    /// Set once the watch has failed (403 without RBAC on HPAs, say): TaskQueues
-    /// are then not held back waiting for a listing that may never come.
-    failed: Arc<AtomicBool>,
+    cache: WatchCache<HorizontalPodAutoscaler>,
 }
 
 impl Autoscalers {
@@ -36,35 +29,20 @@ impl Autoscalers {
         Self,
         impl Stream<Item = Result<(), watcher::Error>> + Send + 'static,
     ) {
-        let api: Api<HorizontalPodAutoscaler> = match namespace {
-            Some(namespace) => Api::namespaced(client, namespace),
-            None => Api::all(client),
-        };
-        let (store, writer) = reflector::store();
-        let failed = Arc::new(AtomicBool::new(false));
-        let failures = Arc::clone(&failed);
-        let events = watcher(api, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .modify(strip)
-            .reflect(writer)
-            .map(move |event| {
-                if event.is_err() {
-                    failures.store(true, Ordering::Relaxed);
-                }
-                event.map(|_| ())
-            });
-        (Self { store, failed }, events)
+        let (cache, events) = WatchCache::watch(client, namespace, strip);
+        (Self { cache }, events.map(|event| event.map(|_| ())))
     }
 
-    /// Listed, or known not to list: either way ownership can be decided.
+    /// Listed, or known not to list (403 without RBAC on HPAs, say): either way
+    /// ownership can be decided, rather than wait for a listing that may never come.
     pub fn usable(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
-            || self.store.wait_until_ready().now_or_never().is_some()
+        self.cache.settled()
     }
 
     /// The HPAs that scale `workload`.
     pub fn scaling(&self, workload: &Workload) -> Vec<Claimant> {
-        self.store
+        self.cache
+            .store()
             .state()
             .iter()
             .filter(|hpa| target_of(hpa).as_ref() == Some(workload))

@@ -4,22 +4,21 @@
 //! victims of the last scale-downs, to count which were busy when deleted.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
-use kube::api::Api;
 use kube::core::{Selector, SelectorExt};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 
 use super::plan::{DELETION_COST, TargetPod};
 use crate::lock::lock;
 use crate::metrics::Metrics;
+use crate::watch_cache::WatchCache;
 
 /// How long pods of a scale-down are watched for their deletion.
 const VICTIM_WATCH: Duration = Duration::from_secs(120);
@@ -27,8 +26,7 @@ const VICTIM_WATCH: Duration = Duration::from_secs(120);
 /// Pods in the watched namespace(s).
 #[derive(Clone)]
 pub struct PodCache {
-    store: Store<Pod>,
-    healthy: Arc<AtomicBool>,
+    cache: WatchCache<Pod>,
     /// Scale-downs whose victims are still to be deleted.
     watched: Arc<Mutex<Vec<ScaleDown>>>,
 }
@@ -65,53 +63,42 @@ impl PodCache {
         Self,
         impl Stream<Item = Result<(), watcher::Error>> + Send + 'static,
     ) {
-        let api: Api<Pod> = match namespace {
-            Some(namespace) => Api::namespaced(client, namespace),
-            None => Api::all(client),
-        };
-        let (store, writer) = reflector::store();
+        let (cache, events) = WatchCache::watch(client, namespace, strip);
         let cache = Self {
-            store,
-            healthy: Arc::new(AtomicBool::new(true)),
+            cache,
             watched: Arc::default(),
         };
-        let healthy = Arc::clone(&cache.healthy);
         let watched = Arc::clone(&cache.watched);
-        let events = watcher(api, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .modify(strip)
-            .reflect(writer)
-            .map(move |event| {
-                healthy.store(event.is_ok(), Ordering::Relaxed);
-                if let Ok(watcher::Event::Apply(pod)) = &event
-                    && pod.metadata.deletion_timestamp.is_some()
-                {
-                    let (namespace, name) = (
-                        pod.metadata.namespace.as_deref(),
-                        pod.metadata.name.as_deref(),
-                    );
-                    let claimed = lock(&watched)
-                        .iter_mut()
-                        .find_map(|s| s.claim(namespace, name));
-                    if let Some(busy) = claimed {
-                        metrics.victim(busy);
-                    }
+        let events = events.map(move |event| {
+            if let Ok(watcher::Event::Apply(pod)) = &event
+                && pod.metadata.deletion_timestamp.is_some()
+            {
+                let (namespace, name) = (
+                    pod.metadata.namespace.as_deref(),
+                    pod.metadata.name.as_deref(),
+                );
+                let claimed = lock(&watched)
+                    .iter_mut()
+                    .find_map(|s| s.claim(namespace, name));
+                if let Some(busy) = claimed {
+                    metrics.victim(busy);
                 }
-                event.map(|_| ())
-            });
+            }
+            event.map(|_| ())
+        });
         (cache, events)
     }
 
     /// The live (not terminating) pods `selector` selects in `namespace`, or
     /// `None` while the cache cannot be trusted.
     pub fn pods_of(&self, namespace: &str, selector: &Selector) -> Option<Vec<TargetPod>> {
-        let synced = self.store.wait_until_ready().now_or_never().is_some();
-        if !synced || !self.healthy.load(Ordering::Relaxed) {
+        if !self.cache.current() {
             return None;
         }
         let empty = BTreeMap::new();
         let mut pods: Vec<TargetPod> = self
-            .store
+            .cache
+            .store()
             .state()
             .iter()
             .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
@@ -132,7 +119,8 @@ impl PodCache {
     pub fn shows(&self, namespace: &str, costs: &[(String, i32)]) -> bool {
         costs.iter().all(|(name, cost)| {
             let key = ObjectRef::new(name).within(namespace);
-            self.store
+            self.cache
+                .store()
                 .get(&key)
                 .is_none_or(|p| cost_of(&p.metadata).unwrap_or(0) == *cost)
         })
@@ -193,6 +181,7 @@ fn strip(pod: &mut Pod) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::runtime::reflector;
 
     #[test]
     fn strips_all_but_what_victim_choice_needs() {
@@ -247,8 +236,7 @@ mod tests {
     fn selects_live_pods_of_the_target() {
         let (store, mut writer) = reflector::store::<Pod>();
         let cache = PodCache {
-            store,
-            healthy: Arc::new(AtomicBool::new(true)),
+            cache: WatchCache::over(store),
             watched: Arc::default(),
         };
         let pod = |name: &str, app: &str, deleting: bool| -> Pod {

@@ -9,21 +9,20 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde::Deserialize;
 
 use super::ScaleReading;
 use crate::lock::lock;
+use crate::watch_cache::WatchCache;
 
 /// How long the count the operator itself wrote wins over a cache that has not
 /// seen that write yet; the watch usually catches up in milliseconds.
@@ -109,11 +108,9 @@ struct OwnWrite {
 /// Replica counts of the Deployments in the watched namespace(s).
 #[derive(Clone)]
 pub struct DeploymentCache {
-    store: Store<DeploymentReplicas>,
+    /// While it is not current, reads go to the API server.
+    cache: WatchCache<DeploymentReplicas>,
     own_writes: Arc<Mutex<HashMap<ObjectRef<DeploymentReplicas>, OwnWrite>>>,
-    /// False from a watch error until the watch delivers again: the store may be
-    /// stale then, so reads go to the API server.
-    healthy: Arc<AtomicBool>,
 }
 
 /// What the cache knows of one Deployment.
@@ -128,11 +125,10 @@ pub enum Cached {
 }
 
 impl DeploymentCache {
-    fn new(store: Store<DeploymentReplicas>) -> Self {
+    fn new(cache: WatchCache<DeploymentReplicas>) -> Self {
         Self {
-            store,
+            cache,
             own_writes: Arc::default(),
-            healthy: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -146,31 +142,16 @@ impl DeploymentCache {
         Self,
         impl Stream<Item = Result<(), watcher::Error>> + Send + 'static,
     ) {
-        let api: Api<DeploymentReplicas> = match namespace {
-            Some(namespace) => Api::namespaced(client, namespace),
-            None => Api::all(client),
-        };
-        let (store, writer) = reflector::store();
-        let cache = Self::new(store);
-        let healthy = Arc::clone(&cache.healthy);
-        let events = watcher(api, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .modify(DeploymentReplicas::strip)
-            .reflect(writer)
-            .map(move |event| {
-                healthy.store(event.is_ok(), Ordering::Relaxed);
-                event.map(|_| ())
-            });
-        (cache, events)
+        let (cache, events) = WatchCache::watch(client, namespace, DeploymentReplicas::strip);
+        (Self::new(cache), events.map(|event| event.map(|_| ())))
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Cached {
-        let synced = self.store.wait_until_ready().now_or_never().is_some();
-        if !synced || !self.healthy.load(Ordering::Relaxed) {
+        if !self.cache.current() {
             return Cached::Unsynced;
         }
         let key = ObjectRef::new(name).within(namespace);
-        let cached = self.store.get(&key);
+        let cached = self.cache.store().get(&key);
         let mut own_writes = lock(&self.own_writes);
         if let Some(own) = own_writes.get(&key) {
             // Watch events arrive in order, so any version other than the one the
@@ -197,7 +178,10 @@ impl DeploymentCache {
     /// The pod selector of a cached Deployment.
     pub fn selector(&self, namespace: &str, name: &str) -> Option<LabelSelector> {
         let key = ObjectRef::new(name).within(namespace);
-        self.store.get(&key).and_then(|d| d.spec.selector.clone())
+        self.cache
+            .store()
+            .get(&key)
+            .and_then(|d| d.spec.selector.clone())
     }
 
     /// The resourceVersion the cache holds for a Deployment, to pass to [`wrote`]
@@ -206,7 +190,8 @@ impl DeploymentCache {
     /// [`wrote`]: Self::wrote
     pub fn resource_version(&self, namespace: &str, name: &str) -> Option<String> {
         let key = ObjectRef::new(name).within(namespace);
-        self.store
+        self.cache
+            .store()
             .get(&key)
             .and_then(|d| d.metadata.resource_version.clone())
     }
@@ -233,6 +218,7 @@ impl DeploymentCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::runtime::reflector;
 
     #[test]
     fn decodes_only_the_counts_and_strips_metadata() {
@@ -278,7 +264,7 @@ mod tests {
             writer.apply_watcher_event(&watcher::Event::InitApply(object.clone()));
         }
         writer.apply_watcher_event(&watcher::Event::InitDone);
-        (DeploymentCache::new(store), writer)
+        (DeploymentCache::new(WatchCache::over(store)), writer)
     }
 
     fn desired(cached: Cached) -> Option<i32> {
@@ -291,14 +277,14 @@ mod tests {
     #[test]
     fn unsynced_until_the_first_listing_and_while_the_watch_fails() {
         let (store, mut writer) = reflector::store::<DeploymentReplicas>();
-        let cache = DeploymentCache::new(store);
+        let cache = DeploymentCache::new(WatchCache::over(store));
         assert_eq!(cache.get("ns", "w"), Cached::Unsynced);
         writer.apply_watcher_event(&watcher::Event::Init);
         writer.apply_watcher_event(&watcher::Event::InitApply(deployment("w", 2, "1")));
         writer.apply_watcher_event(&watcher::Event::InitDone);
         assert_eq!(desired(cache.get("ns", "w")), Some(2));
         assert_eq!(cache.get("ns", "other"), Cached::Missing);
-        cache.healthy.store(false, Ordering::Relaxed);
+        cache.cache.fail();
         assert_eq!(cache.get("ns", "w"), Cached::Unsynced);
     }
 
