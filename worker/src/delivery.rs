@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::{BasicProperties, Channel, Confirmation};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 use warren_protocol::amqp::{result_properties, table_to_json};
 use warren_protocol::{DeadLetter, IncomingMessage, ResultMetadata, TaskMessage};
@@ -18,6 +20,7 @@ use crate::config::WorkerConfig;
 use crate::disposition::{Delivered, Disposition, Outcome, dispose};
 use crate::metrics::{NameLabel, ReasonLabel, WorkerMetrics};
 use crate::registry::{TaskError, TaskRegistry, TaskRequest};
+use crate::retry::RetryPolicy;
 
 /// Why a delivery could not be settled; it is then left to the broker to redeliver.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +126,10 @@ async fn decode_and_run(
         Ok(message) if !ctx.registry.contains(&message.task) => {
             (Outcome::UnknownTask(message.task.clone()), Some(message))
         }
-        Ok(message) => (run(&message, ctx).await, Some(message)),
+        Ok(message) => {
+            let outcome = run(&message, &ctx.registry, &ctx.config.retry, &ctx.metrics).await;
+            (outcome, Some(message))
+        }
     }
 }
 
@@ -182,17 +188,26 @@ async fn give_back(delivery: &Delivery) {
 }
 
 /// Runs the handler, retrying retryable failures with backoff.
-async fn run(message: &TaskMessage, ctx: &DeliveryContext) -> Outcome {
+///
+/// The session drops this future mid-run when it loses the broker (the delivery
+/// will be redelivered): the task must then stop counting as in flight and its
+/// handler must stop, hence the guards rather than straight-line bookkeeping.
+async fn run(
+    message: &TaskMessage,
+    registry: &TaskRegistry,
+    retry_policy: &RetryPolicy,
+    metrics: &WorkerMetrics,
+) -> Outcome {
     let hard_limit = message
         .timelimit
         .0
         .filter(|s| s.is_finite() && *s > 0.0)
         .map(Duration::from_secs_f64);
-    ctx.metrics.in_flight.inc();
+    let _in_flight = InFlight::enter(&metrics.in_flight);
     let mut retry = 0;
-    let outcome = loop {
+    loop {
         let request = TaskRequest::from_message(message, message.retries + retry);
-        let Some(handler) = ctx.registry.call(request) else {
+        let Some(handler) = registry.call(request) else {
             break Outcome::UnknownTask(message.task.clone());
         };
         match run_isolated(handler, hard_limit).await {
@@ -200,7 +215,7 @@ async fn run(message: &TaskMessage, ctx: &DeliveryContext) -> Outcome {
             Err(error) => {
                 let delay = error
                     .retryable
-                    .then(|| ctx.config.retry.delay(message.retries, retry))
+                    .then(|| retry_policy.delay(message.retries, retry))
                     .flatten();
                 let Some(delay) = delay else {
                     break Outcome::Failed {
@@ -209,7 +224,7 @@ async fn run(message: &TaskMessage, ctx: &DeliveryContext) -> Outcome {
                     };
                 };
                 warn!(task = %message.task, id = %message.id, %error, ?delay, "task failed; retrying");
-                ctx.metrics
+                metrics
                     .retries
                     .get_or_create(&NameLabel {
                         task: message.task.clone(),
@@ -219,9 +234,34 @@ async fn run(message: &TaskMessage, ctx: &DeliveryContext) -> Outcome {
                 retry += 1;
             }
         }
-    };
-    ctx.metrics.in_flight.dec();
-    outcome
+    }
+}
+
+/// Counts a task in the in-flight gauge for as long as it lives, dropped or not.
+struct InFlight<'a>(&'a Gauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A spawned handler that is aborted when its waiter is dropped: a dropped
+/// `JoinHandle` alone would leave it running, detached, beyond the concurrency
+/// bound, while its delivery runs again elsewhere.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Runs a handler on its own task so that a panic or an overrun becomes a task
@@ -230,13 +270,13 @@ async fn run_isolated(
     handler: crate::registry::TaskFuture,
     hard_limit: Option<Duration>,
 ) -> Result<serde_json::Value, TaskError> {
-    let mut handle = tokio::spawn(handler);
+    let mut handle = AbortOnDrop(tokio::spawn(handler));
     let joined = match hard_limit {
-        None => (&mut handle).await,
-        Some(limit) => match tokio::time::timeout(limit, &mut handle).await {
+        None => (&mut handle.0).await,
+        Some(limit) => match tokio::time::timeout(limit, &mut handle.0).await {
             Ok(joined) => joined,
+            // Aborted as `handle` drops.
             Err(_) => {
-                handle.abort();
                 return Err(TaskError {
                     exception: warren_protocol::ExceptionInfo {
                         exc_type: "TimeLimitExceeded".into(),
@@ -302,5 +342,65 @@ fn record(metrics: &WorkerMetrics, task: &str, outcome: &Outcome, runtime: Durat
             .duration
             .get_or_create(&NameLabel { task: task.into() })
             .observe(runtime.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use serde_json::{Map, Value};
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// Sets its flag when dropped: the handler holding it has stopped.
+    struct Stopped(Arc<AtomicBool>);
+
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The session drops the runs of a connection it lost (link_cut found the
+    /// in-flight gauge stuck at the tasks running at the cut).
+    #[tokio::test]
+    async fn a_run_dropped_midway_stops_its_handler_and_stops_counting() {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let started = Arc::new(Notify::new());
+        let registry = {
+            let (stopped, started) = (Arc::clone(&stopped), Arc::clone(&started));
+            TaskRegistry::new().register("slow", move |_| {
+                let guard = Stopped(Arc::clone(&stopped));
+                let started = Arc::clone(&started);
+                async move {
+                    let _guard = guard;
+                    started.notify_one();
+                    std::future::pending::<()>().await;
+                    Ok(Value::Null)
+                }
+            })
+        };
+        let metrics = WorkerMetrics::new();
+        let message = TaskMessage::new("slow", vec![], Map::new());
+        let policy = RetryPolicy::default();
+        {
+            let running = run(&message, &registry, &policy, &metrics);
+            tokio::pin!(running);
+            tokio::select! {
+                _ = &mut running => panic!("the handler never returns"),
+                () = started.notified() => {}
+            }
+            assert_eq!(metrics.in_flight.get(), 1);
+        }
+        assert_eq!(metrics.in_flight.get(), 0, "a dropped run no longer counts");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !stopped.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the dropped run's handler is stopped, not left running");
     }
 }

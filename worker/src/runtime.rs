@@ -51,30 +51,35 @@ impl Worker {
     /// Consumes until `shutdown` is cancelled, reconnecting whenever the broker is
     /// lost. Returns once in-flight work is settled (or the grace period ran out).
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(self.config.reconnect_max);
         loop {
             let end = match self.session(&shutdown).await {
-                Ok(end) => end,
+                // The session got as far as consuming: whatever ends it is a new
+                // outage, retried from the shortest delay again.
+                Ok(end) => {
+                    backoff.reset();
+                    end
+                }
                 Err(error) => SessionEnd::Lost(error.to_string()),
             };
             self.metrics.set_ready(false);
             self.metrics.connected.set(0);
+            let delay = backoff.next_delay();
             match end {
                 SessionEnd::Shutdown => return,
                 SessionEnd::Lost(reason) => {
                     warn!(
                         broker = %redact_url(&self.config.amqp_url),
                         %reason,
-                        retry_in = ?backoff,
+                        retry_in = ?delay,
                         "broker unavailable; reconnecting"
                     );
                 }
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(delay) => {}
             }
-            backoff = (backoff * 2).min(self.config.reconnect_max);
         }
     }
 
@@ -218,6 +223,36 @@ impl Worker {
     }
 }
 
+/// Delays between reconnect attempts: 100 ms, doubling up to `max`.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+
+    fn new(max: Duration) -> Self {
+        Self {
+            next: Self::FIRST.min(max),
+            max,
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (delay * 2).min(self.max);
+        delay
+    }
+
+    /// Without this, one long outage left every later one waiting `max` before
+    /// its first attempt (link_cut measured 5 s to come back from a brief cut).
+    fn reset(&mut self) {
+        self.next = Self::FIRST.min(self.max);
+    }
+}
+
 /// How long a shutting-down worker waits for the broker to confirm the close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -247,5 +282,21 @@ fn log_settled(joined: Result<Result<(), DeliveryError>, tokio::task::JoinError>
         Ok(Err(error)) => warn!(%error, "delivery left for redelivery"),
         Err(error) if error.is_cancelled() => {}
         Err(error) => error!(%error, "delivery task failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_max_and_starts_over_after_a_reset() {
+        let mut backoff = Backoff::new(Duration::from_secs(1));
+        let delays: Vec<_> = (0..6).map(|_| backoff.next_delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), Duration::from_millis(100));
+        let mut short = Backoff::new(Duration::from_millis(30));
+        assert_eq!(short.next_delay(), Duration::from_millis(30));
     }
 }

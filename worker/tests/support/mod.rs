@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod link;
+
 use std::fmt::Display;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -192,6 +194,16 @@ impl WorkerProcess {
             child,
             log,
         }
+    }
+
+    /// The process id: the same before and after a fault means not restarted.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn signal(&self, signal: &str) {
