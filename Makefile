@@ -110,6 +110,10 @@ bench-operator: tools ## Operator benchmarks on the local cluster (reaction, 1,0
 bench-scale-down: rabbitmq-up tools ## Scale-down on real worker pods, IdleFirst against Any; writes docs/bench-results/scale-down.json
 	@set -e; bash deploy/local/cluster.sh up; bash deploy/local/bench-scale-down.sh
 
+.PHONY: soak
+soak: rabbitmq-up tools ## 30 min of open-loop load with bursts and random worker kills on the local cluster (SOAK_MINUTES, SOAK_RATE, ...); writes docs/bench-results/soak.json
+	bash deploy/local/soak.sh
+
 .PHONY: rabbitmq-up
 rabbitmq-up: ## Install (if missing) and start RabbitMQ on 127.0.0.1
 	bash deploy/local/rabbitmq.sh up
