@@ -23,6 +23,10 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
     /// Upper bound of the reconnect backoff.
     pub reconnect_max: Duration,
+    /// Longest a session may take from connecting to consuming: the heartbeat
+    /// starts only after the handshake, so a connection that goes silent during
+    /// it would otherwise be waited on forever.
+    pub setup_timeout: Duration,
 }
 
 impl WorkerConfig {
@@ -36,6 +40,7 @@ impl WorkerConfig {
             grace_period: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             reconnect_max: Duration::from_secs(5),
+            setup_timeout: Duration::from_secs(30),
         }
     }
 }

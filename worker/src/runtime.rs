@@ -29,6 +29,24 @@ enum SessionEnd {
     Lost(String),
 }
 
+/// Why a session could not start or went on no longer.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Broker(#[from] lapin::Error),
+    #[error("no session within {0:?} (connect, declare, consume); retrying")]
+    SetupTimedOut(Duration),
+}
+
+/// A session's broker objects, from connecting to consuming.
+struct Open {
+    connection: Connection,
+    consume_channel: lapin::Channel,
+    publisher: lapin::Channel,
+    consumer: Consumer,
+    dead_letter_queue: String,
+}
+
 pub struct Worker {
     config: Arc<WorkerConfig>,
     registry: Arc<TaskRegistry>,
@@ -83,29 +101,17 @@ impl Worker {
         }
     }
 
-    async fn session(&self, shutdown: &CancellationToken) -> lapin::Result<SessionEnd> {
+    async fn session(&self, shutdown: &CancellationToken) -> Result<SessionEnd, SessionError> {
         let config = &self.config;
-        let properties =
-            ConnectionProperties::default().with_connection_name(config.name.as_str().into());
-        let connection = Connection::connect(&config.amqp_url, properties).await?;
-        let consume_channel = connection.create_channel().await?;
-        consume_channel
-            .basic_qos(config.prefetch, BasicQosOptions::default())
-            .await?;
-        declare_task_queue(&consume_channel, &config.queue).await?;
-        let dead_letter_queue = declare_dead_letter_queue(&consume_channel, &config.queue).await?;
-        let publisher = connection.create_channel().await?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        let consumer = consume_channel
-            .basic_consume(
-                config.queue.as_str().into(),
-                config.name.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let Open {
+            connection,
+            consume_channel,
+            publisher,
+            consumer,
+            dead_letter_queue,
+        } = tokio::time::timeout(config.setup_timeout, self.open())
+            .await
+            .map_err(|_| SessionError::SetupTimedOut(config.setup_timeout))??;
         self.metrics.connected.set(1);
         self.metrics.set_ready(true);
         info!(
@@ -158,6 +164,39 @@ impl Worker {
                 Ok(lost)
             }
         }
+    }
+
+    /// Connects, declares the queues and starts consuming.
+    async fn open(&self) -> lapin::Result<Open> {
+        let config = &self.config;
+        let properties =
+            ConnectionProperties::default().with_connection_name(config.name.as_str().into());
+        let connection = Connection::connect(&config.amqp_url, properties).await?;
+        let consume_channel = connection.create_channel().await?;
+        consume_channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await?;
+        declare_task_queue(&consume_channel, &config.queue).await?;
+        let dead_letter_queue = declare_dead_letter_queue(&consume_channel, &config.queue).await?;
+        let publisher = connection.create_channel().await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let consumer = consume_channel
+            .basic_consume(
+                config.queue.as_str().into(),
+                config.name.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Open {
+            connection,
+            consume_channel,
+            publisher,
+            consumer,
+            dead_letter_queue,
+        })
     }
 
     async fn consume(
@@ -288,6 +327,38 @@ fn log_settled(joined: Result<Result<(), DeliveryError>, tokio::task::JoinError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A broker that accepts connections and never says a word: each attempt is
+    /// given up after the setup timeout and made again, instead of waiting forever.
+    #[tokio::test]
+    async fn a_silent_broker_is_given_up_on_and_tried_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut config = WorkerConfig::new("silent");
+        config.amqp_url = format!(
+            "amqp://guest:guest@{}/%2f",
+            listener.local_addr().expect("addr")
+        );
+        config.setup_timeout = Duration::from_millis(300);
+        let worker = Worker::new(config, TaskRegistry::new());
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(worker.run(shutdown.clone()));
+        let mut held = Vec::new();
+        for attempt in 1..=2 {
+            let (socket, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+                .await
+                .unwrap_or_else(|_| panic!("attempt {attempt} within 5 s"))
+                .expect("accept");
+            // Kept open and silent: only the worker's timeout can end the attempt.
+            held.push(socket);
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), running)
+            .await
+            .expect("the worker stops")
+            .expect("joined");
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_max_and_starts_over_after_a_reset() {

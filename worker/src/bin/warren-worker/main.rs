@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
             base: args.retry_backoff,
             ..RetryPolicy::default()
         },
-        reconnect_max: Duration::from_secs(5),
+        ..WorkerConfig::new("")
     };
     let worker = Worker::new(config, demo_registry());
     let shutdown = CancellationToken::new();
