@@ -1,6 +1,7 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, so that two operator
 //! replicas never both scale. The holder renews every `duration / 3`; a candidate
-//! takes the lease once it has gone unrenewed for `duration`.
+//! takes the lease once it has gone unrenewed for `duration`, or at once when the
+//! holder released it on a graceful shutdown.
 
 use std::time::Duration;
 
@@ -70,6 +71,39 @@ impl LeaderElector {
             if last_renewed.elapsed() >= self.duration {
                 warn!(lease = %self.name, "leadership lost: no renewal within the lease duration");
                 return;
+            }
+        }
+    }
+
+    /// Gives the lease up if this instance holds it, so that a standby takes over
+    /// at its next try rather than once the lease has run out (a deleted pod, a
+    /// rolling update). Called only after the controller has stopped, so that two
+    /// instances never scale at once.
+    pub async fn release(&self) {
+        let mut lease = match self.api.get_opt(&self.name).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return,
+            Err(error) => {
+                warn!(%error, "leader election: cannot read the Lease to release it; it runs out instead");
+                return;
+            }
+        };
+        let mut spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return;
+        }
+        // No holder and no renewal: expired for every candidate.
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        lease.spec = Some(spec);
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => info!(lease = %self.name, identity = %self.identity, "released the lease"),
+            Err(error) => {
+                warn!(%error, "leader election: cannot release the Lease; it runs out instead")
             }
         }
     }

@@ -217,7 +217,10 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
             let _ = controller.await;
             std::process::exit(1);
         }
-        () = shutdown.cancelled() => { let _ = controller.await; }
+        () = shutdown.cancelled() => {
+            let _ = controller.await;
+            elector.release().await;
+        }
     }
     Ok(())
 }

@@ -13,6 +13,10 @@ use support::*;
 
 /// An operator taking part in the election of `namespace` as `identity`.
 fn candidate(namespace: &str, identity: &str) -> OperatorProcess {
+    candidate_with_lease(namespace, identity, "4s")
+}
+
+fn candidate_with_lease(namespace: &str, identity: &str, lease: &str) -> OperatorProcess {
     OperatorProcess::spawn(
         namespace,
         &[
@@ -20,7 +24,7 @@ fn candidate(namespace: &str, identity: &str) -> OperatorProcess {
             "--lease-namespace",
             namespace,
             "--lease-duration",
-            "4s",
+            lease,
             "--identity",
             identity,
         ],
@@ -165,4 +169,41 @@ async fn the_leader_killed_mid_ramp_hands_over_and_the_ramp_ends_on_target() {
     highest = highest.max(spec_replicas(&client, &ns.name, "worker-r").await);
     assert_eq!(highest, 20, "replicas went past the backlog's 20");
     delete_queue(&queue).await;
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ and the local cluster: run by make test"]
+async fn a_leader_shut_down_gracefully_hands_over_before_its_lease_runs_out() {
+    let client = client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "wt-release").await;
+    // A long lease: the standby retries every 10 s and, without a release, could
+    // take over only after 30 s.
+    let mut first = candidate_with_lease(&ns.name, "op-1", "30s");
+    wait_leader(&client, &ns.name, "op-1").await;
+    let second = candidate_with_lease(&ns.name, "op-2", "30s");
+    // The standby is up and has seen the lease held before the leader goes.
+    second.wait_ready(Duration::from_secs(30)).await;
+    first.terminate();
+    let stopped = Instant::now();
+    eventually(
+        Duration::from_secs(25),
+        "op-2 holds the released lease",
+        || async {
+            lease_holder(&client, &ns.name, "warren-operator")
+                .await
+                .as_deref()
+                == Some("op-2")
+        },
+    )
+    .await;
+    println!(
+        "op-2 led {:.1} s after op-1 stopped (lease 30 s)",
+        stopped.elapsed().as_secs_f64()
+    );
+    assert!(
+        first.log_text().contains("released the lease"),
+        "{}",
+        first.log_text()
+    );
 }

@@ -7,9 +7,9 @@
 pub mod broker;
 pub mod consumers;
 pub mod fault_proxy;
+pub mod operator;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -22,6 +22,8 @@ use warren_operator::TaskQueue;
 // Not every test binary uses them, as with the rest of the harness.
 #[allow(unused_imports)]
 pub use broker::*;
+#[allow(unused_imports)]
+pub use operator::OperatorProcess;
 
 pub fn management_url() -> String {
     std::env::var("WARREN_MANAGEMENT_URL").unwrap_or_else(|_| "http://127.0.0.1:15672".into())
@@ -39,7 +41,7 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn kubeconfig() -> PathBuf {
+pub fn kubeconfig() -> PathBuf {
     std::env::var_os("KUBECONFIG")
         .map_or_else(|| repo_root().join(".local/kubeconfig"), PathBuf::from)
 }
@@ -249,89 +251,6 @@ where
     }
 }
 
-/// A `warren-operator run` child process, killed when dropped.
-pub struct OperatorProcess {
-    child: Child,
-    pub log: PathBuf,
-    pub metrics_addr: String,
-}
-
-impl OperatorProcess {
-    pub fn spawn(namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let metrics_addr = format!("127.0.0.1:{port}");
-        let log = std::env::temp_dir().join(format!("warren-operator-{namespace}-{port}.log"));
-        let out = std::fs::File::create(&log).expect("log");
-        let err = out.try_clone().expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_warren-operator"))
-            .args([
-                "run",
-                "--namespace",
-                namespace,
-                "--metrics-addr",
-                &metrics_addr,
-            ])
-            .args(extra)
-            .env("KUBECONFIG", kubeconfig())
-            .env("WARREN_MANAGEMENT_URL", management_url())
-            .env("RUST_LOG", "info,warren_operator=debug")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn warren-operator");
-        Self {
-            child,
-            log,
-            metrics_addr,
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Still running: not exited (a crash would show here, not as a new pid).
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.metrics_addr))
-            .await
-            .and_then(|r| r.error_for_status())
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text")
-    }
-
-    /// `warren_operator_reconciles_total` of this process.
-    pub async fn reconciles(&self) -> u64 {
-        counter(&self.metrics().await, "warren_operator_reconciles_total") as u64
-    }
-
-    /// Waits until this process has reconciled `more` more times: the condition
-    /// for "the operator looked again and decided", instead of a sleep.
-    pub async fn wait_reconciles(&self, more: u64, within: Duration) {
-        let target = self.reconciles().await + more;
-        eventually(within, &format!("{more} more reconciliations"), || async {
-            self.reconciles().await >= target
-        })
-        .await;
-    }
-}
-
 /// The value of an unlabelled counter in Prometheus text, 0 when absent.
 pub fn counter(metrics: &str, name: &str) -> f64 {
     metrics
@@ -362,20 +281,6 @@ pub async fn lease_holder(client: &Client, namespace: &str, name: &str) -> Optio
         .ok()
         .and_then(|l| l.spec)
         .and_then(|s| s.holder_identity)
-}
-
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// A memory figure of a process from /proc (`VmRSS`, `VmHWM`, ...), in KiB.
