@@ -15,7 +15,9 @@
 #      (test-e2e-idle-first.sh);
 #   5. inside the images: non-root, --help, service names resolve;
 #   6. Pod Security: the chart's pods are admitted, a root pod is not;
-#   7. the kustomize overlay for the local cluster applies and its operator works.
+#   7. the kustomize overlay for the local cluster applies and its operator works;
+#   8. (run before 6) the leader operator's pod deleted during a burst: the standby
+#      takes the Lease, nothing is lost, the new leader scales (test-e2e-failover.sh).
 # Expects the cluster up with its real node and RabbitMQ up (`make test` does both). Prints one line per check, timings, and
 # "N passed, N failed"; exits non-zero on a failure.
 set -uo pipefail
@@ -53,12 +55,14 @@ trap cleanup EXIT
 . "$HERE/test-e2e-steps.sh"
 # shellcheck source=test-e2e-idle-first.sh
 . "$HERE/test-e2e-idle-first.sh"
+# shellcheck source=test-e2e-failover.sh
+. "$HERE/test-e2e-failover.sh"
 
 # WARREN_E2E_STEPS runs a subset while working on one step, e.g.
 #   WARREN_E2E_STEPS="install_release check_idle_first" bash deploy/local/test-e2e.sh
 # (make test runs them all).
 ALL_STEPS="install_release check_operator check_seed_scenario check_grace_periods check_idle_first
-check_images check_pod_security check_kustomize"
+check_images check_leader_handover check_pod_security check_kustomize"
 for step in ${WARREN_E2E_STEPS:-$ALL_STEPS}; do
   [[ " ${ALL_STEPS//$'\n'/ } " == *" $step "* ]] || die "unknown step $step (steps: $ALL_STEPS)"
   "$step"
