@@ -321,12 +321,12 @@ async fn workers_reconnect_after_a_cut_mid_load_and_lose_nothing() {
     delete_queues(&[&q]).await;
 }
 
-#[tokio::test]
-#[ignore = "needs RabbitMQ: run by make test"]
-async fn idle_workers_come_back_after_a_cut_longer_than_the_heartbeat() {
-    let q = unique_queue("link-idle-cut");
+/// Two workers on a fresh queue through a new link (heartbeat [`HEARTBEAT`]),
+/// warmed up with four tasks and idle again, and a client connected directly.
+async fn idle_fleet(queue: &str, name: &str) -> (String, Link, Fleet, Client) {
+    let q = unique_queue(queue);
     let link = Link::start().await;
-    let mut fleet = Fleet::spawn(&q, "idlecut", &link.url(Some(HEARTBEAT))).await;
+    let fleet = Fleet::spawn(&q, name, &link.url(Some(HEARTBEAT))).await;
     let client = client(routing(&q)).await;
     let mut warmup = Submitted::new();
     warmup.submit(&client, 4, 0.01).await;
@@ -339,6 +339,13 @@ async fn idle_workers_come_back_after_a_cut_longer_than_the_heartbeat() {
             |n| n == 0.0,
         )
         .await;
+    (q, link, fleet, client)
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ: run by make test"]
+async fn idle_workers_come_back_after_a_cut_longer_than_the_heartbeat() {
+    let (q, link, mut fleet, client) = idle_fleet("link-idle-cut", "idlecut").await;
 
     let accepted = link.accepted();
     let cut_at = Instant::now();
@@ -404,21 +411,7 @@ async fn idle_workers_come_back_after_a_cut_longer_than_the_heartbeat() {
 #[tokio::test]
 #[ignore = "needs RabbitMQ: run by make test"]
 async fn idle_workers_detect_a_silent_partition_by_heartbeat_and_come_back() {
-    let q = unique_queue("link-stall");
-    let link = Link::start().await;
-    let mut fleet = Fleet::spawn(&q, "stall", &link.url(Some(HEARTBEAT))).await;
-    let client = client(routing(&q)).await;
-    let mut warmup = Submitted::new();
-    warmup.submit(&client, 4, 0.01).await;
-    warmup.collect(Duration::from_secs(30), &fleet).await;
-    fleet
-        .wait_all(
-            "the workers to be idle",
-            Duration::from_secs(10),
-            "warren_worker_tasks_in_flight",
-            |n| n == 0.0,
-        )
-        .await;
+    let (q, link, mut fleet, client) = idle_fleet("link-stall", "stall").await;
 
     let accepted = link.accepted();
     let stalled_at = Instant::now();
