@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use kube::Client;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -65,34 +65,25 @@ pub async fn run(
     let (poller, triggered) = BrokerPoller::new(settings.poll_timeout, Arc::clone(&metrics));
     let (deployments, deployment_events) =
         DeploymentCache::watch(client.clone(), settings.namespace.as_deref());
-    let deployment_watch = tokio::spawn(deployment_events.for_each(|event| {
-        if let Err(error) = event {
-            // Until it lists, Deployments are read through /scale instead.
-            warn!(%error, "cannot watch Deployments; retrying (meanwhile /scale is read)");
-        }
-        futures::future::ready(())
-    }));
+    // Until it lists, Deployments are read through /scale instead.
+    let deployment_watch = spawn_logging_errors(
+        deployment_events,
+        "cannot watch Deployments; retrying (meanwhile /scale is read)",
+    );
     let (pods, pod_events) = PodCache::watch(
         client.clone(),
         settings.namespace.as_deref(),
         Arc::clone(&metrics),
     );
-    let pod_watch = tokio::spawn(pod_events.for_each(|event| {
-        if let Err(error) = event {
-            // Until it lists again, IdleFirst scale-downs fall back to Any and say so.
-            warn!(%error, "cannot watch pods; retrying");
-        }
-        futures::future::ready(())
-    }));
+    // Until it lists again, IdleFirst scale-downs fall back to Any and say so.
+    let pod_watch = spawn_logging_errors(pod_events, "cannot watch pods; retrying");
     let (autoscalers, autoscaler_events) =
         Autoscalers::watch(client.clone(), settings.namespace.as_deref());
-    let autoscaler_watch = tokio::spawn(autoscaler_events.for_each(|event| {
-        if let Err(error) = event {
-            // TaskQueues are not held back by it: an HPA on their workload goes unseen.
-            warn!(%error, "cannot watch HorizontalPodAutoscalers; retrying (meanwhile HPAs on TaskQueues' workloads go unseen)");
-        }
-        futures::future::ready(())
-    }));
+    // TaskQueues are not held back by it: an HPA on their workload goes unseen.
+    let autoscaler_watch = spawn_logging_errors(
+        autoscaler_events,
+        "cannot watch HorizontalPodAutoscalers; retrying (meanwhile HPAs on TaskQueues' workloads go unseen)",
+    );
     let idle_first = IdleFirst {
         pods,
         reader: OccupancyReader::new(settings.poll_timeout, Arc::clone(&metrics)),
@@ -145,6 +136,20 @@ pub async fn run(
     pod_watch.abort();
     autoscaler_watch.abort();
     info!("controller stopped");
+}
+
+/// Drives a cache's watch stream in a task of its own, logging its errors (the
+/// watch retries them with backoff).
+fn spawn_logging_errors(
+    events: impl Stream<Item = Result<(), watcher::Error>> + Send + 'static,
+    message: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(events.for_each(move |event| {
+        if let Err(error) = event {
+            warn!(%error, "{message}");
+        }
+        futures::future::ready(())
+    }))
 }
 
 /// Every 10 s, forgets what belongs to TaskQueues that are gone (histories,

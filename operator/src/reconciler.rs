@@ -292,7 +292,7 @@ async fn report(
         requeue = interval.max(Duration::from_secs(10));
     }
     if let Ok((_, Some(decision), scaled_at)) = &scaling {
-        record_decision(ctx, queue, namespace, decision, scaled_at.is_some()).await;
+        record_decision(ctx, queue, namespace, &key, decision, scaled_at.is_some()).await;
     }
     let findings = Findings {
         previous: queue.status.as_ref(),
@@ -321,6 +321,7 @@ async fn record_decision(
     ctx: &Context,
     queue: &TaskQueue,
     namespace: &str,
+    key: &ObjectRef<TaskQueue>,
     decision: &Decision,
     scaled: bool,
 ) {
@@ -332,7 +333,7 @@ async fn record_decision(
         taskqueue: queue.name_any(),
         queue: queue.spec.queue.clone(),
     };
-    let replaced = lock(&ctx.queue_series).insert(ObjectRef::from_obj(queue), labels.clone());
+    let replaced = lock(&ctx.queue_series).insert(key.clone(), labels.clone());
     if let Some(old) = replaced.filter(|old| *old != labels) {
         ctx.metrics.forget_queue(&old);
     }
