@@ -99,9 +99,25 @@ pub struct TaskQueueSpec {
     #[schemars(range(min = 1))]
     pub max_replicas: i32,
     /// Messages one replica is expected to hold: desired = ceil(backlog / this).
-    #[serde(default = "default_target_backlog")]
+    /// Unset: 10, or with `drainWithin` only the fallback while rates are unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub target_backlog_per_replica: i64,
+    pub target_backlog_per_replica: Option<i64>,
+    /// How soon a backlog should be worked off, e.g. `60s`: desired =
+    /// ceil((backlog / drainWithin + arrivals/s) / tasks/s per replica), with both
+    /// rates from the broker's statistics. Beside `targetBacklogPerReplica` the
+    /// larger recommendation wins; while the rates are unknown, stale or absurd
+    /// the backlog target alone decides (and the reason says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s') && duration(self) <= duration('24h')")
+        .message("spec.drainWithin must be between 1s and 24h"))]
+    pub drain_within: Option<Interval>,
+    /// Tasks per second one replica completes, used by `drainWithin` until the
+    /// broker's statistics have measured it (acks per consumer while messages
+    /// wait). Unset: the backlog target decides until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.001, max = 100000.0))]
+    pub rate_per_replica: Option<f64>,
     /// Backlog at which a queue at 0 replicas gets its first one.
     #[serde(default = "default_activation_backlog")]
     #[schemars(range(min = 1))]
@@ -253,6 +269,10 @@ pub struct TaskQueueStatus {
     /// Messages acknowledged per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack_rate: Option<f64>,
+    /// Tasks per second one replica completes, as measured for `drainWithin`
+    /// (acks per consumer while messages waited, smoothed); unset until measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_replica: Option<f64>,
     /// Age of the reading the last decision used, e.g. `1.2s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reading_age: Option<String>,
@@ -271,9 +291,6 @@ pub struct TaskQueueStatus {
 
 fn default_vhost() -> String {
     "/".into()
-}
-fn default_target_backlog() -> i64 {
-    10
 }
 fn default_activation_backlog() -> i64 {
     1

@@ -2,10 +2,15 @@
 //! recent history and the current replica count to the desired count and a reason
 //! a person can read. Pure: no client, no clock (`now` is an argument).
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::broker::poller::STATS_EVERY;
 use crate::crd::TaskQueueSpec;
+use crate::drain::{self, DrainAsk, DrainTarget, ListedCounts, RateEstimate, RateSample};
+pub use crate::history::History;
+
+/// `targetBacklogPerReplica` when the spec leaves it unset.
+pub const DEFAULT_TARGET_BACKLOG: i64 = 10;
 
 /// The numbers of a TaskQueue's spec that scaling uses.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +18,11 @@ pub struct ScalingPolicy {
     pub min_replicas: i32,
     pub max_replicas: i32,
     pub target_backlog_per_replica: i64,
+    /// `spec.drainWithin`, with the rate to assume until one is measured.
+    pub drain: Option<DrainTarget>,
+    /// drainWithin without targetBacklogPerReplica: the backlog target only stands
+    /// in while the rates are unknown.
+    pub drain_alone: bool,
     pub activation_backlog: i64,
     pub count_unacked: bool,
     /// Most replicas added per decision; 0 means no limit.
@@ -29,11 +39,29 @@ impl From<&TaskQueueSpec> for ScalingPolicy {
         Self {
             min_replicas: spec.min_replicas.max(0),
             max_replicas: spec.max_replicas.max(spec.min_replicas).max(1),
-            target_backlog_per_replica: spec.target_backlog_per_replica.max(1),
+            target_backlog_per_replica: spec
+                .target_backlog_per_replica
+                .unwrap_or(DEFAULT_TARGET_BACKLOG)
+                .max(1),
+            drain: spec.drain_within.map(|within| DrainTarget {
+                within: within.duration(),
+                initial_rate: spec.rate_per_replica,
+                // Two statistics listings missed, and never less than 30 s.
+                max_rate_age: (spec.poll_interval.duration() * (2 * STATS_EVERY as u32))
+                    .max(Duration::from_secs(30)),
+                poll_interval: spec.poll_interval.duration(),
+            }),
+            drain_alone: spec.drain_within.is_some() && spec.target_backlog_per_replica.is_none(),
             activation_backlog: spec.activation_backlog.max(1),
             count_unacked: spec.count_unacked,
             max_step: spec.scale_up.max_step.max(0),
-            stabilization_window: spec.scale_down.stabilization_window.duration(),
+            // A count chosen to work a backlog off within drainWithin is kept that
+            // long: a shorter window would scale down halfway and break the promise.
+            stabilization_window: spec
+                .scale_down
+                .stabilization_window
+                .duration()
+                .max(spec.drain_within.map_or(Duration::ZERO, |d| d.duration())),
             scale_to_zero_delay: spec.scale_down.scale_to_zero_delay.duration(),
             fallback_replicas: spec.fallback_replicas,
             // Three missed polls, and never less than the broker's own statistics lag.
@@ -54,6 +82,21 @@ pub struct QueueReading {
     pub ack_rate: Option<f64>,
     /// How old the reading is at decision time.
     pub age: Duration,
+    /// The counts listed with the consumers and rates (statistics listings come
+    /// every few polls), and their age; `None` before the first.
+    pub rates_listed: Option<ListedCounts>,
+}
+
+impl QueueReading {
+    /// The rates of the reading's statistics listing, if it has one.
+    fn rate_sample(&self) -> Option<RateSample> {
+        Some(RateSample {
+            arrivals: self.publish_rate,
+            acks: self.ack_rate,
+            consumers: self.consumers,
+            counts: self.rates_listed?,
+        })
+    }
 }
 
 /// What is known about the queue at decision time.
@@ -62,58 +105,6 @@ pub enum QueueState {
     Known(QueueReading),
     /// The broker could not be read; the reason is safe to show (no secrets).
     Unknown(String),
-}
-
-/// Recommendations of the recent past, and since when the queue has been idle.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct History {
-    recommendations: VecDeque<(Instant, i32)>,
-    idle_since: Option<Instant>,
-}
-
-impl History {
-    /// A history for a TaskQueue first seen at `now` with `current` replicas: it
-    /// counts as a recommendation, so a restarted operator does not scale down
-    /// before a full window has passed.
-    pub fn starting_at(now: Instant, current: i32) -> Self {
-        Self {
-            recommendations: VecDeque::from([(now, current)]),
-            idle_since: None,
-        }
-    }
-
-    /// Remembers what `decision` saw, forgetting what fell out of `window`.
-    pub fn record(&mut self, now: Instant, decision: &Decision, window: Duration) {
-        let Some(recommendation) = decision.recommendation else {
-            return;
-        };
-        while let Some((at, _)) = self.recommendations.front() {
-            if now.saturating_duration_since(*at) > window {
-                self.recommendations.pop_front();
-            } else {
-                break;
-            }
-        }
-        self.recommendations.push_back((now, recommendation));
-        self.idle_since = if decision.idle {
-            self.idle_since.or(Some(now))
-        } else {
-            None
-        };
-    }
-
-    fn highest_within(&self, now: Instant, window: Duration) -> Option<i32> {
-        self.recommendations
-            .iter()
-            .filter(|(at, _)| now.saturating_duration_since(*at) <= window)
-            .map(|(_, r)| *r)
-            .max()
-    }
-
-    fn idle_for(&self, now: Instant) -> Duration {
-        self.idle_since
-            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
-    }
 }
 
 /// Why the desired count was held back from what the backlog asks for.
@@ -136,6 +127,8 @@ pub struct Decision {
     /// Backlog used (ready, plus unacked when counted).
     pub backlog: Option<i64>,
     pub limited: Option<Limit>,
+    /// The per-replica rate after this reading, for the history to keep.
+    pub rate: Option<RateEstimate>,
 }
 
 pub fn decide(
@@ -156,7 +149,7 @@ pub fn decide(
         }
         QueueState::Unknown(reason) => return unreadable(policy, current, reason),
     };
-    let load = Load::of(reading, policy, current);
+    let load = Load::of(reading, policy, history, current, now);
     if load.recommendation > current {
         return scale_up(policy, &load, current);
     }
@@ -184,17 +177,46 @@ struct Load {
     bound: Option<Limit>,
     /// `"backlog 37 over target 10/replica"`, for reasons.
     text: String,
+    rate: Option<RateEstimate>,
 }
 
 impl Load {
-    fn of(reading: &QueueReading, policy: &ScalingPolicy, current: i32) -> Self {
+    fn of(
+        reading: &QueueReading,
+        policy: &ScalingPolicy,
+        history: &History,
+        current: i32,
+        now: Instant,
+    ) -> Self {
         let unacked = reading.unacked.max(0);
         let backlog = reading.ready.max(0) + if policy.count_unacked { unacked } else { 0 };
         let target = policy.target_backlog_per_replica;
+        let by_backlog =
+            i32::try_from(backlog.saturating_add(target - 1) / target).unwrap_or(i32::MAX);
+        let by_backlog_text = format!("backlog {backlog} over target {target}/replica");
+        let sample = reading.rate_sample();
+        let rate = drain::update_estimate(history.rate(), sample.as_ref(), now);
+        let (asked, text) = match &policy.drain {
+            None => (by_backlog, by_backlog_text),
+            Some(drain) => {
+                match drain::ask(drain, rate, sample.as_ref(), backlog, current, reading.age) {
+                    DrainAsk::Replicas { replicas, text }
+                        if policy.drain_alone || replicas >= by_backlog =>
+                    {
+                        (replicas, text)
+                    }
+                    DrainAsk::Replicas { .. } => (by_backlog, by_backlog_text),
+                    DrainAsk::Unknown(why) => (
+                        by_backlog,
+                        format!("{by_backlog_text} (drainWithin: {why})"),
+                    ),
+                }
+            }
+        };
         let asked = if current == 0 && backlog < policy.activation_backlog {
             0
         } else {
-            i32::try_from(backlog.saturating_add(target - 1) / target).unwrap_or(i32::MAX)
+            asked
         };
         let (recommendation, bound) = clamp(asked, policy);
         Self {
@@ -204,7 +226,8 @@ impl Load {
                 .unwrap_or(i32::MAX),
             recommendation,
             bound,
-            text: format!("backlog {backlog} over target {target}/replica"),
+            text,
+            rate,
         }
     }
 
@@ -216,6 +239,7 @@ impl Load {
             idle: self.idle,
             backlog: Some(self.backlog),
             limited,
+            rate: self.rate,
         }
     }
 }
@@ -335,6 +359,7 @@ fn unreadable(policy: &ScalingPolicy, current: i32, reason: &str) -> Decision {
         idle: false,
         backlog: None,
         limited: None,
+        rate: None,
     }
 }
 

@@ -6,6 +6,8 @@ fn policy() -> ScalingPolicy {
         min_replicas: 0,
         max_replicas: 20,
         target_backlog_per_replica: 10,
+        drain: None,
+        drain_alone: false,
         activation_backlog: 1,
         count_unacked: true,
         max_step: 0,
@@ -24,6 +26,7 @@ fn reading(ready: i64, unacked: i64, consumers: i64) -> QueueState {
         publish_rate: None,
         ack_rate: None,
         age: Duration::from_millis(500),
+        rates_listed: None,
     })
 }
 
@@ -208,6 +211,7 @@ fn stale_readings_count_as_no_reading() {
         publish_rate: None,
         ack_rate: None,
         age: Duration::from_secs(60),
+        rates_listed: None,
     });
     let d = decide(&policy(), &stale, &History::default(), 6, Instant::now());
     assert_eq!(d.desired, 6);
@@ -230,6 +234,7 @@ fn uncounted_consumers_keep_one_replica_per_unacked_message() {
             publish_rate: None,
             ack_rate: None,
             age: Duration::from_millis(500),
+            rates_listed: None,
         })
     };
     let start = Instant::now();
@@ -260,6 +265,8 @@ fn arb_policy() -> impl Strategy<Value = ScalingPolicy> {
                     min_replicas: min,
                     max_replicas: max,
                     target_backlog_per_replica: target,
+                    drain: None,
+                    drain_alone: false,
                     activation_backlog: activation,
                     count_unacked,
                     max_step: step,
@@ -280,6 +287,7 @@ fn arb_reading() -> impl Strategy<Value = QueueReading> {
         publish_rate: None,
         ack_rate: None,
         age: Duration::from_secs(1),
+        rates_listed: None,
     })
 }
 
@@ -298,6 +306,7 @@ fn arb_history(now: Instant) -> impl Strategy<Value = History> {
                 idle,
                 backlog: None,
                 limited: None,
+                rate: None,
             };
             history.record(at, &decision, Duration::from_secs(1000));
         }

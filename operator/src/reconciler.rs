@@ -27,6 +27,7 @@ use crate::broker::poller::{BrokerPoller, Watch};
 use crate::crd::{TaskQueue, TaskQueueStatus};
 use crate::credentials::{BrokerAccess, SecretCache, endpoint_for};
 use crate::decision::{Decision, History, QueueReading, QueueState, ScalingPolicy, decide};
+use crate::drain::ListedCounts;
 use crate::events::Events;
 use crate::lock::lock;
 use crate::metrics::{Metrics, QueueLabels};
@@ -203,6 +204,11 @@ async fn observe_queue(
             publish_rate: stats.publish_rate,
             ack_rate: stats.ack_rate,
             age: sample.taken_at.elapsed(),
+            rates_listed: sample.rates.map(|r| ListedCounts {
+                ready: r.ready,
+                unacked: r.unacked,
+                age: r.at.elapsed(),
+            }),
         }),
         Err(problem) => {
             if matches!(

@@ -72,6 +72,11 @@ pub fn build(findings: &Findings<'_>) -> TaskQueueStatus {
             .and_then(|r| r.publish_rate)
             .or(previous.publish_rate),
         ack_rate: reading.and_then(|r| r.ack_rate).or(previous.ack_rate),
+        // Rounded: a status write per smoothing step would be churn, not news.
+        rate_per_replica: decision
+            .and_then(|d| d.rate)
+            .map(|r| (r.per_replica * 100.0).round() / 100.0)
+            .or(previous.rate_per_replica),
         reading_age: reading.map(|r| age(r.age)).or(previous.reading_age),
         replicas: target.map(|t| t.scale.running).or(previous.replicas),
         desired_replicas: decision.map(|d| d.desired).or(previous.desired_replicas),
@@ -149,6 +154,7 @@ mod tests {
             consumers: Some(2),
             publish_rate: Some(1.5),
             ack_rate: None,
+            rates_listed: None,
             age: Duration::from_millis(1200),
         }
     }
@@ -247,6 +253,7 @@ mod tests {
             idle: false,
             backlog: Some(500),
             limited: Some(Limit::MaxReplicas),
+            rate: None,
         };
         let limited = build(&Findings {
             target: Ok(TargetFindings {

@@ -305,6 +305,7 @@ mod tests {
         let sample = || Sample {
             result: Ok(stats(1, Some(3))),
             taken_at: Instant::now(),
+            rates: None,
         };
         let mut state = State::default();
         state

@@ -12,6 +12,17 @@ use super::{BrokerError, QueueStats};
 pub struct Sample {
     pub result: Result<QueueStats, BrokerError>,
     pub taken_at: Instant,
+    /// When the consumers and rates were listed, and whether messages were ready
+    /// then (the statistics listing's own count, taken with its rates).
+    pub rates: Option<RatesListed>,
+}
+
+/// When a statistics listing gave the consumers and rates of a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RatesListed {
+    pub at: Instant,
+    pub ready: i64,
+    pub unacked: i64,
 }
 
 /// Combines a new listing with the previous reading: counts and their time come
@@ -28,8 +39,9 @@ pub(super) fn merge(
 ) -> Option<Sample> {
     let previous_ok =
         previous.and_then(|p| p.result.as_ref().ok().map(|stats| (stats, p.taken_at)));
-    let (result, taken_at) = match (fresh, mode, previous_ok) {
-        (Err(error), _, _) => (Err(error), now),
+    let rates_before = previous.and_then(|p| p.rates);
+    let (result, taken_at, rates) = match (fresh, mode, previous_ok) {
+        (Err(error), _, _) => (Err(error), now, None),
         (Ok(totals), ListMode::Totals, Some((before, _))) => (
             Ok(QueueStats {
                 consumers: before.consumers,
@@ -38,19 +50,32 @@ pub(super) fn merge(
                 ..totals
             }),
             now,
+            rates_before,
         ),
-        (Ok(totals), ListMode::Totals, None) => (Ok(totals), now),
-        (Ok(stats), ListMode::Stats, Some((before, taken_at))) => (
-            Ok(QueueStats {
-                ready: before.ready,
-                unacked: before.unacked,
-                ..stats
-            }),
-            taken_at,
-        ),
+        (Ok(totals), ListMode::Totals, None) => (Ok(totals), now, None),
+        (Ok(stats), ListMode::Stats, Some((before, taken_at))) => {
+            let listed = RatesListed {
+                at: now,
+                ready: stats.ready,
+                unacked: stats.unacked,
+            };
+            (
+                Ok(QueueStats {
+                    ready: before.ready,
+                    unacked: before.unacked,
+                    ..stats
+                }),
+                taken_at,
+                Some(listed),
+            )
+        }
         (Ok(_), ListMode::Stats, None) => return None,
     };
-    Some(Sample { result, taken_at })
+    Some(Sample {
+        result,
+        taken_at,
+        rates,
+    })
 }
 
 #[cfg(test)]
@@ -96,6 +121,23 @@ pub(super) mod tests {
         let got = after_stats.result.clone().expect("ok");
         assert_eq!((got.ready, got.consumers), (40, Some(3)));
         assert_eq!(after_stats.taken_at, t1);
+        assert_eq!(
+            after_stats.rates,
+            Some(RatesListed {
+                at: t2,
+                ready: 5,
+                unacked: 0
+            })
+        );
+        assert_eq!(
+            joined.rates,
+            Some(RatesListed {
+                at: t0,
+                ready: 5,
+                unacked: 0
+            })
+        );
+        assert_eq!(fresh.rates, joined.rates, "totals keep the rates' time");
         // Errors replace the reading.
         let failed = merge(
             Some(&after_stats),
@@ -119,6 +161,7 @@ pub(super) mod tests {
                 status: 500,
             }),
             taken_at: t0,
+            rates: None,
         };
         assert!(
             merge(Some(&failed), ListMode::Stats, Ok(stats(0, Some(1))), t0).is_none(),

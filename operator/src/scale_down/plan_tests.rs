@@ -34,6 +34,7 @@ fn down(from: i32, to: i32) -> Decision {
         idle: false,
         backlog: Some(0),
         limited: None,
+        rate: None,
     }
 }
 

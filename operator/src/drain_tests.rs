@@ -1,0 +1,406 @@
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::decision::{Decision, History, QueueReading, QueueState, ScalingPolicy, decide};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn target(initial_rate: Option<f64>) -> DrainTarget {
+    DrainTarget {
+        within: MINUTE,
+        initial_rate,
+        max_rate_age: Duration::from_secs(30),
+        poll_interval: Duration::ZERO,
+    }
+}
+
+/// A statistics listing two seconds old: `ready` waiting and `unacked` held.
+fn sample(arrivals: f64, acks: f64, consumers: i64, ready: i64, unacked: i64) -> RateSample {
+    RateSample {
+        arrivals: Some(arrivals),
+        acks: Some(acks),
+        consumers: Some(consumers),
+        counts: ListedCounts {
+            ready,
+            unacked,
+            age: Duration::from_secs(2),
+        },
+    }
+}
+
+fn estimate(per_replica: f64, listed_at: Instant) -> Option<RateEstimate> {
+    Some(RateEstimate {
+        per_replica,
+        slots: 1.0,
+        listed_at,
+    })
+}
+
+fn replicas(ask: &DrainAsk) -> i32 {
+    match ask {
+        DrainAsk::Replicas { replicas, .. } => *replicas,
+        DrainAsk::Unknown(why) => panic!("no answer: {why}"),
+    }
+}
+
+#[test]
+fn the_formula_with_the_rates_it_used_in_words() {
+    let now = Instant::now();
+    let ask = ask(
+        &target(None),
+        estimate(2.1, now),
+        Some(&sample(12.0, 0.0, 0, 0, 0)),
+        840,
+        1,
+        Duration::ZERO,
+    );
+    // (840 / 60 + 12) / 2.1 = 12.4
+    assert_eq!(
+        ask,
+        DrainAsk::Replicas {
+            replicas: 13,
+            text: "backlog 840, arrivals 12/s, 2.1/s per worker, drain within 1m".into()
+        }
+    );
+    // Exactly 7 is 7, not 8.
+    let exact = super::ask(
+        &target(None),
+        estimate(2.0, now),
+        Some(&sample(2.0, 0.0, 0, 0, 0)),
+        720,
+        0,
+        Duration::ZERO,
+    );
+    assert_eq!(replicas(&exact), 7);
+}
+
+#[test]
+fn time_the_backlog_may_have_waited_unseen_comes_off_the_window() {
+    let now = Instant::now();
+    let polled = DrainTarget {
+        poll_interval: Duration::from_secs(5),
+        ..target(None)
+    };
+    let at = |age: u64| {
+        replicas(&ask(
+            &polled,
+            estimate(1.0, now),
+            Some(&sample(0.0, 0.0, 0, 0, 0)),
+            540,
+            0,
+            Duration::from_secs(age),
+        ))
+    };
+    assert_eq!(at(1), 10, "540 within 60 - 5 - 1 s = 9.8/s");
+    assert_eq!(at(55), 18, "never less than half the window: 540 / 30 s");
+}
+
+#[test]
+fn a_scale_down_waits_at_least_drain_within() {
+    let spec = |drain: Option<&str>| {
+        let mut body = serde_json::json!({
+            "queue": "q", "maxReplicas": 5, "scaleTargetRef": {"name": "w"},
+            "scaleDown": {"stabilizationWindow": "10s"}
+        });
+        if let Some(drain) = drain {
+            body["drainWithin"] = drain.into();
+        }
+        serde_json::from_value::<crate::crd::TaskQueueSpec>(body).expect("spec")
+    };
+    let window = |drain| ScalingPolicy::from(&spec(drain)).stabilization_window;
+    assert_eq!(window(None), Duration::from_secs(10));
+    assert_eq!(window(Some("90s")), Duration::from_secs(90));
+    assert_eq!(window(Some("5s")), Duration::from_secs(10));
+    let policy = ScalingPolicy::from(&spec(Some("90s")));
+    assert!(policy.drain_alone);
+    assert_eq!(policy.target_backlog_per_replica, 10, "the stand-in");
+}
+
+#[test]
+fn the_current_count_stands_within_the_tolerance() {
+    let now = Instant::now();
+    let at = |arrivals: f64, current: i32| {
+        replicas(&ask(
+            &target(None),
+            estimate(2.0, now),
+            Some(&sample(arrivals, 0.0, 0, 0, 0)),
+            0,
+            current,
+            Duration::ZERO,
+        ))
+    };
+    assert_eq!(at(21.0, 10), 10, "10.5 needed, 10 run: within 10 %");
+    assert_eq!(at(19.0, 10), 10, "9.5 needed: within 10 %");
+    assert_eq!(at(23.0, 10), 12, "11.5 needed: beyond");
+    assert_eq!(at(17.0, 10), 9, "8.5 needed: beyond");
+    assert_eq!(at(0.5, 0), 1, "arrivals at 0 replicas ask for one");
+}
+
+#[test]
+fn without_fresh_rates_it_says_why() {
+    let now = Instant::now();
+    let unknown = |ask: DrainAsk| match ask {
+        DrainAsk::Unknown(why) => why,
+        DrainAsk::Replicas { text, .. } => panic!("answered: {text}"),
+    };
+    let fresh = sample(5.0, 0.0, 0, 0, 0);
+    assert_eq!(
+        unknown(ask(
+            &target(None),
+            None,
+            Some(&fresh),
+            10,
+            1,
+            Duration::ZERO
+        )),
+        "no per-replica rate measured yet"
+    );
+    assert_eq!(
+        unknown(ask(
+            &target(None),
+            estimate(2.0, now),
+            None,
+            10,
+            1,
+            Duration::ZERO
+        )),
+        "no statistics listing yet"
+    );
+    let stale = RateSample {
+        counts: ListedCounts {
+            age: Duration::from_secs(31),
+            ..fresh.counts
+        },
+        ..fresh
+    };
+    assert!(
+        unknown(ask(
+            &target(None),
+            estimate(2.0, now),
+            Some(&stale),
+            10,
+            1,
+            Duration::ZERO
+        ))
+        .contains("old")
+    );
+    let absurd = sample(f64::NAN, 0.0, 0, 0, 0);
+    assert!(
+        unknown(ask(
+            &target(None),
+            estimate(2.0, now),
+            Some(&absurd),
+            10,
+            1,
+            Duration::ZERO
+        ))
+        .contains("rate")
+    );
+    // The spec's rate stands in until one is measured.
+    match ask(
+        &target(Some(4.0)),
+        None,
+        Some(&fresh),
+        60,
+        1,
+        Duration::ZERO,
+    ) {
+        DrainAsk::Replicas { replicas, text } => {
+            assert_eq!(replicas, 2, "(60/60 + 5) / 4 = 1.5");
+            assert!(
+                text.contains("4/s per worker (spec.ratePerReplica)"),
+                "{text}"
+            );
+        }
+        DrainAsk::Unknown(why) => panic!("{why}"),
+    }
+}
+
+#[test]
+fn a_replica_is_measured_by_littles_law() {
+    let t0 = Instant::now();
+    // 3 consumers, each holding 1, acking 9/s: 3/s per busy replica.
+    let busy = sample(10.0, 9.0, 3, 20, 3);
+    let first = update_estimate(None, Some(&busy), t0).expect("measured");
+    assert!((first.per_replica - 3.0).abs() < 1e-9, "{first:?}");
+    // Over-provisioned: 6 consumers, 2 of them busy, acking 2/s: still 1/s per
+    // busy slot (0.5 s tasks), not the 0.33/s each consumer gets.
+    let idle = sample(2.0, 2.0, 6, 0, 2);
+    let measured = update_estimate(None, Some(&idle), t0).expect("measured");
+    assert!((measured.per_replica - 1.0).abs() < 1e-9, "{measured:?}");
+    // Prefetch 4, messages waiting: 8 held by 2 consumers, 8 acks/s: 4 slots, 4/s a replica.
+    let deep = update_estimate(None, Some(&sample(9.0, 8.0, 2, 50, 8)), t0).expect("measured");
+    assert_eq!(deep.slots, 4.0);
+    assert!((deep.per_replica - 4.0).abs() < 1e-9, "{deep:?}");
+    // Nothing held, no consumers, no acks, absurd acks: nothing measured.
+    for bad in [
+        sample(1.0, 9.0, 3, 0, 0),
+        sample(1.0, 9.0, 0, 5, 3),
+        RateSample { acks: None, ..busy },
+        sample(1.0, 1e12, 1, 1, 1),
+    ] {
+        assert_eq!(update_estimate(Some(first), Some(&bad), t0), Some(first));
+        assert_eq!(update_estimate(None, Some(&bad), t0), None);
+    }
+    // The same listing read again a second later is not folded twice.
+    let mut again = sample(10.0, 3.0, 3, 20, 3);
+    again.counts.age += Duration::from_secs(1);
+    let later = t0 + Duration::from_secs(1);
+    assert_eq!(
+        update_estimate(Some(first), Some(&again), later),
+        Some(first)
+    );
+    // A new listing is smoothed in: half the old, half the new.
+    let next = update_estimate(Some(first), Some(&sample(10.0, 3.0, 3, 20, 3)), t0 + MINUTE)
+        .expect("estimate");
+    assert!((next.per_replica - 2.0).abs() < 1e-9, "{next:?}");
+}
+
+fn policy(drain_alone: bool, max: i32) -> ScalingPolicy {
+    ScalingPolicy {
+        min_replicas: 0,
+        max_replicas: max,
+        target_backlog_per_replica: 10,
+        drain: Some(target(None)),
+        drain_alone,
+        activation_backlog: 1,
+        count_unacked: true,
+        max_step: 0,
+        stabilization_window: MINUTE,
+        scale_to_zero_delay: Duration::from_secs(120),
+        fallback_replicas: None,
+        max_reading_age: Duration::from_secs(15),
+    }
+}
+
+/// A reading whose consumers each hold one delivery, as listed with the rates.
+fn reading(ready: i64, arrivals: f64, acks: f64, consumers: i64) -> QueueReading {
+    QueueReading {
+        ready,
+        unacked: consumers,
+        consumers: Some(consumers),
+        publish_rate: Some(arrivals),
+        ack_rate: Some(acks),
+        age: Duration::from_millis(500),
+        rates_listed: Some(ListedCounts {
+            ready,
+            unacked: consumers,
+            age: Duration::from_secs(2),
+        }),
+    }
+}
+
+fn decided(policy: &ScalingPolicy, reading: QueueReading, current: i32) -> Decision {
+    let now = Instant::now();
+    let history = History::starting_at(now, current);
+    decide(policy, &QueueState::Known(reading), &history, current, now)
+}
+
+#[test]
+fn through_the_decision() {
+    // 840 waiting and 4 held, 12/s arriving, 4 consumers acking 8.4/s: 2.1/s each.
+    let d = decided(&policy(true, 50), reading(840, 12.0, 8.4, 4), 4);
+    assert_eq!(d.desired, 13, "{}", d.reason);
+    assert_eq!(
+        d.reason,
+        "4 -> 13: backlog 844, arrivals 12/s, 2.1/s per worker, drain within 1m"
+    );
+    assert_eq!(d.rate.map(|r| r.per_replica), Some(2.1));
+    // Beside a backlog target the larger wins: 84 by backlog (capped at 50).
+    let d = decided(&policy(false, 50), reading(840, 12.0, 8.4, 4), 4);
+    assert_eq!(d.desired, 50, "{}", d.reason);
+    assert!(d.reason.contains("over target 10/replica"), "{}", d.reason);
+    // Until a rate is measured the backlog target decides, and says why.
+    let d = decided(&policy(true, 50), reading(30, 12.0, 0.0, 0), 1);
+    assert_eq!(d.desired, 3, "{}", d.reason);
+    assert_eq!(d.rate, None);
+    assert!(
+        d.reason.ends_with(
+            "backlog 30 over target 10/replica (drainWithin: no per-replica rate measured yet)"
+        ),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn the_history_keeps_the_measured_rate() {
+    let now = Instant::now();
+    let policy = policy(true, 50);
+    let mut history = History::starting_at(now, 4);
+    let d = decide(
+        &policy,
+        &QueueState::Known(reading(100, 10.0, 8.0, 4)),
+        &history,
+        4,
+        now,
+    );
+    history.record(now, &d, policy.stabilization_window);
+    assert_eq!(history.rate_per_replica(), Some(2.0));
+    // Later, a listing without acks: the measured rate stands and is used.
+    let later = now + Duration::from_secs(10);
+    let quiet = QueueReading {
+        ack_rate: None,
+        ..reading(0, 10.0, 0.0, 6)
+    };
+    let d = decide(&policy, &QueueState::Known(quiet), &history, 5, later);
+    assert_eq!(d.desired, 5, "10/s over 2/s each: {}", d.reason);
+}
+
+fn noisy(value: f64, noise: f64) -> f64 {
+    value * (1.0 + noise)
+}
+
+proptest! {
+    #[test]
+    fn monotone_in_backlog_and_arrivals(
+        ready in 0i64..50_000, extra in 0i64..10_000,
+        arrivals in 0.0f64..500.0, more in 0.0f64..500.0,
+        per_replica in 0.01f64..50.0, current in 0i32..80, alone in any::<bool>(),
+    ) {
+        let policy = policy(alone, 60);
+        let acks = per_replica * 4.0;
+        let low = decided(&policy, reading(ready, arrivals, acks, 4), current);
+        let backlog = decided(&policy, reading(ready + extra, arrivals, acks, 4), current);
+        let arriving = decided(&policy, reading(ready, arrivals + more, acks, 4), current);
+        prop_assert!(backlog.desired >= low.desired, "{} vs {}", backlog.reason, low.reason);
+        prop_assert!(arriving.desired >= low.desired, "{} vs {}", arriving.reason, low.reason);
+    }
+
+    #[test]
+    fn never_above_max(
+        ready in 0i64..1_000_000, arrivals in 0.0f64..1e6, acks in 0.0f64..1e6,
+        consumers in 0i64..100, current in 0i32..80, max in 1i32..60,
+    ) {
+        let d = decided(&policy(true, max), reading(ready, arrivals, acks, consumers), current);
+        prop_assert!(d.desired <= max, "{}", d.reason);
+    }
+
+    /// 20 tasks/s of 0.5 s tasks on one-at-a-time workers: 10 replicas. Rates read
+    /// with up to 4 % noise each, a small backlog that comes and goes: the count
+    /// found first stands for the next 300 decisions.
+    #[test]
+    fn a_steady_load_read_with_noise_does_not_flap(
+        noise in proptest::collection::vec((-0.04f64..0.04, -0.04f64..0.04, 0i64..6), 300),
+    ) {
+        let policy = policy(true, 50);
+        let start = Instant::now();
+        let mut history = History::starting_at(start, 10);
+        let mut current = 10;
+        let mut changes = 0;
+        for (i, (arrival_noise, rate_noise, ready)) in noise.into_iter().enumerate() {
+            let now = start + Duration::from_secs(i as u64 + 1);
+            let acks = noisy(2.0, rate_noise) * 10.0;
+            let seen = reading(ready, noisy(20.0, arrival_noise), acks, 10);
+            let d = decide(&policy, &QueueState::Known(seen), &history, current, now);
+            history.record(now, &d, policy.stabilization_window);
+            if d.desired != current {
+                changes += 1;
+                current = d.desired;
+            }
+        }
+        prop_assert_eq!(changes, 0, "ended on {}", current);
+    }
+}
