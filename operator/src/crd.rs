@@ -103,8 +103,8 @@ pub struct TaskQueueSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub target_backlog_per_replica: Option<i64>,
-    /// How soon a backlog should be worked off, e.g. `60s`: desired =
-    /// ceil((backlog / drainWithin + arrivals/s) / tasks/s per replica), with both
+    /// How soon waiting messages should be worked off, e.g. `60s`: desired =
+    /// ceil((ready / drainWithin + arrivals/s) / tasks/s per replica), with both
     /// rates from the broker's statistics. Beside `targetBacklogPerReplica` the
     /// larger recommendation wins; while the rates are unknown, stale or absurd
     /// the backlog target alone decides (and the reason says so).

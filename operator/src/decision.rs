@@ -198,8 +198,11 @@ impl Load {
         let rate = drain::update_estimate(history.rate(), sample.as_ref(), now);
         let (asked, text) = match &policy.drain {
             None => (by_backlog, by_backlog_text),
+            // Waiting messages only: those in service finish within a task's
+            // time, which the arrival term already pays for.
             Some(drain) => {
-                match drain::ask(drain, rate, sample.as_ref(), backlog, current, reading.age) {
+                let waiting = reading.ready.max(0);
+                match drain::ask(drain, rate, sample.as_ref(), waiting, current, reading.age) {
                     DrainAsk::Replicas { replicas, text }
                         if policy.drain_alone || replicas >= by_backlog =>
                     {

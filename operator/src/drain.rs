@@ -2,9 +2,11 @@
 //! off within the promised time while keeping up with arrivals, and the measured
 //! rate of one replica it rests on. Pure, like the rest of the decision.
 //!
-//! desired = ceil((backlog / drainWithin + arrivals per second) / tasks per second
-//! per replica) - the Little's-law form of KEDA's `ExpectedQueueConsumptionTime`
-//! and of AWS's "acceptable latency / processing time" target.
+//! desired = ceil((waiting / drainWithin + arrivals per second) / tasks per second
+//! per replica), waiting = messages ready (those in service finish within a
+//! task's time, which the arrivals term pays for) - the Little's-law form of
+//! KEDA's `ExpectedQueueConsumptionTime` and of AWS's "acceptable latency /
+//! processing time" target.
 
 use std::time::{Duration, Instant};
 
@@ -12,9 +14,12 @@ use std::time::{Duration, Instant};
 /// that counts something else); below [`MIN_RATE`] a replica would look idle.
 const MAX_RATE: f64 = 100_000.0;
 const MIN_RATE: f64 = 0.001;
-/// Weight of a new measurement in the smoothed rate: statistics listings come
-/// every few polls and each averages the broker's last 5 s, so half and half
-/// follows a real change within three listings and damps one noisy listing.
+/// Arrivals above this many per second are a misread, not a queue's load.
+const MAX_ARRIVALS: f64 = 10_000_000.0;
+/// Weight of a new measurement in the smoothed per-replica rate: statistics
+/// listings come every few polls, each with the rates of the broker's last 5 s,
+/// so half and half follows a real change within three listings and halves the
+/// noise of one.
 const SMOOTHING: f64 = 0.5;
 /// Within this fraction of the current count the current count stands, as the
 /// HPA's 10 % tolerance: a steady load read with noisy rates does not flap.
@@ -32,14 +37,36 @@ pub struct DrainTarget {
     pub poll_interval: Duration,
 }
 
-/// The smoothed tasks/s one busy replica completes, the deliveries one replica
-/// holds at once (its prefetch, learned when messages wait), and the statistics
-/// listing last taken in (each counts once however often the queue is decided).
+/// What the statistics listings have shown so far: the tasks/s one busy replica
+/// completes (smoothed), the deliveries one replica holds at once (its prefetch,
+/// learned when messages wait), the arrival rates of the last three listings,
+/// the consumers of the last, and when it was listed (each listing counts once
+/// however often the queue is decided).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateEstimate {
-    pub per_replica: f64,
+    /// `None` until a listing has measured it.
+    pub per_replica: Option<f64>,
     pub slots: f64,
+    /// Newest first; `None` where fewer listings were seen.
+    pub recent_arrivals: [Option<f64>; 3],
+    pub consumers: Option<i64>,
     pub listed_at: Instant,
+}
+
+impl RateEstimate {
+    /// The sustained arrival rate: the median of the last three listings (the
+    /// smaller of two), so that one listing that caught a burst's publication,
+    /// already counted as waiting messages, does not count twice.
+    pub fn arrivals(&self) -> f64 {
+        let mut seen: Vec<f64> = self.recent_arrivals.iter().flatten().copied().collect();
+        seen.sort_by(f64::total_cmp);
+        match seen.as_slice() {
+            [] => 0.0,
+            [one] => *one,
+            [low, _] => *low,
+            [_, middle, ..] => *middle,
+        }
+    }
 }
 
 /// The counts a statistics listing gave with its rates: both trail the queue by
@@ -66,7 +93,7 @@ pub struct RateSample {
 pub enum DrainAsk {
     Replicas {
         replicas: i32,
-        /// `"backlog 840, arrivals 12/s, 2.1/s per worker, drain within 60s"`.
+        /// `"840 waiting, arrivals 12/s, 2.1/s per worker, drain within 1m"`.
         text: String,
     },
     /// Why the backlog target decides instead, e.g. `"no per-replica rate measured yet"`.
@@ -101,35 +128,60 @@ pub fn update_estimate(
     if already_seen {
         return previous;
     }
-    let (Some(acks), Some(consumers)) = (sample.acks, sample.consumers) else {
-        return previous;
-    };
-    if consumers <= 0 || counts.unacked <= 0 || !sane(acks) {
+    let arrivals = sample.arrivals.unwrap_or(0.0);
+    if !(arrivals.is_finite() && (0.0..=MAX_ARRIVALS).contains(&arrivals)) {
         return previous;
     }
-    let (consumers, unacked) = (consumers as f64, counts.unacked as f64);
     let learned = previous.map_or(1.0, |p| p.slots);
-    // Messages waiting: every consumer holds all it may, which shows its prefetch.
-    let slots = if counts.ready > 0 {
-        learned.max((unacked / consumers).round().max(1.0))
-    } else {
-        learned
+    // The acks of a listing span its last 5 s: with consumers added or removed
+    // meanwhile (a scale-up just made), acks over consumers held now would read
+    // a replica far slower than it is (0.5/s of a 2/s worker on the cluster).
+    let steady_fleet =
+        previous.is_some_and(|p| p.consumers.is_some() && p.consumers == sample.consumers);
+    let (measured, slots) = match measure(sample, learned).filter(|_| steady_fleet) {
+        Some((rate, slots)) => (Some(rate), slots),
+        None => (None, learned),
     };
-    let rate = (acks * slots / unacked).max(acks / consumers);
-    if !sane(rate) {
-        return previous;
-    }
-    let per_replica = previous.map_or(rate, |p| {
-        p.per_replica * (1.0 - SMOOTHING) + rate * SMOOTHING
-    });
+    let per_replica = match (previous.and_then(|p| p.per_replica), measured) {
+        (Some(before), Some(rate)) => Some(smooth(before, rate)),
+        (before, rate) => rate.or(before),
+    };
     Some(RateEstimate {
         per_replica,
         slots,
+        recent_arrivals: match previous {
+            Some(p) => [Some(arrivals), p.recent_arrivals[0], p.recent_arrivals[1]],
+            None => [Some(arrivals), None, None],
+        },
+        consumers: sample.consumers,
         listed_at,
     })
 }
 
-/// The replicas that drain `backlog` within the target while keeping up with
+/// A busy replica's tasks/s by Little's law, and the slots it holds, when the
+/// listing shows consumers holding deliveries and acking at a sane rate.
+fn measure(sample: &RateSample, learned_slots: f64) -> Option<(f64, f64)> {
+    let (acks, consumers) = (sample.acks?, sample.consumers?);
+    let counts = sample.counts;
+    if consumers <= 0 || counts.unacked <= 0 || !sane(acks) {
+        return None;
+    }
+    let (consumers, unacked) = (consumers as f64, counts.unacked as f64);
+    // Messages waiting: every consumer holds all it may, which shows its prefetch.
+    let slots = if counts.ready > 0 {
+        learned_slots.max((unacked / consumers).round().max(1.0))
+    } else {
+        learned_slots
+    };
+    let rate = (acks * slots / unacked).max(acks / consumers);
+    sane(rate).then_some((rate, slots))
+}
+
+fn smooth(before: f64, now: f64) -> f64 {
+    before * (1.0 - SMOOTHING) + now * SMOOTHING
+}
+
+/// The replicas that work off the `waiting` messages within the target while keeping up with
 /// arrivals, before bounds; `current` stands when within [`TOLERANCE`] of it.
 /// The promise counts from when the backlog arrived, so the time it may have
 /// waited unseen (one poll, and the reading's `age`) is taken off the window
@@ -138,7 +190,7 @@ pub fn ask(
     target: &DrainTarget,
     estimate: Option<RateEstimate>,
     sample: Option<&RateSample>,
-    backlog: i64,
+    waiting: i64,
     current: i32,
     age: Duration,
 ) -> DrainAsk {
@@ -151,13 +203,16 @@ pub fn ask(
             sample.counts.age, target.max_rate_age
         ));
     }
-    let (per_replica, source) = match (estimate, target.initial_rate) {
-        (Some(e), _) => (e.per_replica, "per worker"),
+    let (per_replica, source) = match (estimate.and_then(|e| e.per_replica), target.initial_rate) {
+        (Some(rate), _) => (rate, "per worker"),
         (None, Some(rate)) if sane(rate) => (rate, "per worker (spec.ratePerReplica)"),
         _ => return DrainAsk::Unknown("no per-replica rate measured yet".into()),
     };
-    let arrivals = sample.arrivals.unwrap_or(0.0);
-    if !(arrivals.is_finite() && (0.0..=MAX_RATE * 1000.0).contains(&arrivals)) {
+    let arrivals = match estimate {
+        Some(e) => e.arrivals(),
+        None => sample.arrivals.unwrap_or(0.0),
+    };
+    if !(arrivals.is_finite() && (0.0..=MAX_ARRIVALS).contains(&arrivals)) {
         return DrainAsk::Unknown(format!("arrival rate {arrivals} is not a rate"));
     }
     let unseen = target.poll_interval + age;
@@ -167,7 +222,7 @@ pub fn ask(
         .max(target.within / 2)
         .as_secs_f64()
         .max(0.5);
-    let need = (backlog.max(0) as f64 / within + arrivals) / per_replica;
+    let need = (waiting.max(0) as f64 / within + arrivals) / per_replica;
     let replicas = if current > 0 && (need / f64::from(current) - 1.0).abs() <= TOLERANCE {
         current
     } else {
@@ -182,7 +237,7 @@ pub fn ask(
     DrainAsk::Replicas {
         replicas,
         text: format!(
-            "backlog {backlog}, arrivals {}/s, {}/s {source}, drain within {}",
+            "{waiting} waiting, arrivals {}/s, {}/s {source}, drain within {}",
             short(arrivals),
             short(per_replica),
             crate::interval::Interval::from(target.within)

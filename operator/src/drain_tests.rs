@@ -30,12 +30,21 @@ fn sample(arrivals: f64, acks: f64, consumers: i64, ready: i64, unacked: i64) ->
     }
 }
 
-fn estimate(per_replica: f64, listed_at: Instant) -> Option<RateEstimate> {
+fn estimate(per_replica: f64, arrivals: f64, listed_at: Instant) -> Option<RateEstimate> {
     Some(RateEstimate {
-        per_replica,
+        per_replica: Some(per_replica),
         slots: 1.0,
+        recent_arrivals: [Some(arrivals), None, None],
+        consumers: None,
         listed_at,
     })
+}
+
+/// The estimate after `listing` was seen twice, a minute apart (a fleet that
+/// stood still between two listings).
+fn measured_from(listing: &RateSample, t0: Instant) -> RateEstimate {
+    let first = update_estimate(None, Some(listing), t0);
+    update_estimate(first, Some(listing), t0 + MINUTE).expect("estimate")
 }
 
 fn replicas(ask: &DrainAsk) -> i32 {
@@ -50,7 +59,7 @@ fn the_formula_with_the_rates_it_used_in_words() {
     let now = Instant::now();
     let ask = ask(
         &target(None),
-        estimate(2.1, now),
+        estimate(2.1, 12.0, now),
         Some(&sample(12.0, 0.0, 0, 0, 0)),
         840,
         1,
@@ -61,13 +70,13 @@ fn the_formula_with_the_rates_it_used_in_words() {
         ask,
         DrainAsk::Replicas {
             replicas: 13,
-            text: "backlog 840, arrivals 12/s, 2.1/s per worker, drain within 1m".into()
+            text: "840 waiting, arrivals 12/s, 2.1/s per worker, drain within 1m".into()
         }
     );
     // Exactly 7 is 7, not 8.
     let exact = super::ask(
         &target(None),
-        estimate(2.0, now),
+        estimate(2.0, 2.0, now),
         Some(&sample(2.0, 0.0, 0, 0, 0)),
         720,
         0,
@@ -86,7 +95,7 @@ fn time_the_backlog_may_have_waited_unseen_comes_off_the_window() {
     let at = |age: u64| {
         replicas(&ask(
             &polled,
-            estimate(1.0, now),
+            estimate(1.0, 0.0, now),
             Some(&sample(0.0, 0.0, 0, 0, 0)),
             540,
             0,
@@ -124,7 +133,7 @@ fn the_current_count_stands_within_the_tolerance() {
     let at = |arrivals: f64, current: i32| {
         replicas(&ask(
             &target(None),
-            estimate(2.0, now),
+            estimate(2.0, arrivals, now),
             Some(&sample(arrivals, 0.0, 0, 0, 0)),
             0,
             current,
@@ -160,7 +169,7 @@ fn without_fresh_rates_it_says_why() {
     assert_eq!(
         unknown(ask(
             &target(None),
-            estimate(2.0, now),
+            estimate(2.0, 5.0, now),
             None,
             10,
             1,
@@ -178,7 +187,7 @@ fn without_fresh_rates_it_says_why() {
     assert!(
         unknown(ask(
             &target(None),
-            estimate(2.0, now),
+            estimate(2.0, 5.0, now),
             Some(&stale),
             10,
             1,
@@ -189,8 +198,8 @@ fn without_fresh_rates_it_says_why() {
     let absurd = sample(f64::NAN, 0.0, 0, 0, 0);
     assert!(
         unknown(ask(
-            &target(None),
-            estimate(2.0, now),
+            &target(Some(2.0)),
+            None,
             Some(&absurd),
             10,
             1,
@@ -223,17 +232,15 @@ fn a_replica_is_measured_by_littles_law() {
     let t0 = Instant::now();
     // 3 consumers, each holding 1, acking 9/s: 3/s per busy replica.
     let busy = sample(10.0, 9.0, 3, 20, 3);
-    let first = update_estimate(None, Some(&busy), t0).expect("measured");
-    assert!((first.per_replica - 3.0).abs() < 1e-9, "{first:?}");
+    let first = measured_from(&busy, t0);
+    assert_eq!(first.per_replica, Some(3.0));
     // Over-provisioned: 6 consumers, 2 of them busy, acking 2/s: still 1/s per
     // busy slot (0.5 s tasks), not the 0.33/s each consumer gets.
-    let idle = sample(2.0, 2.0, 6, 0, 2);
-    let measured = update_estimate(None, Some(&idle), t0).expect("measured");
-    assert!((measured.per_replica - 1.0).abs() < 1e-9, "{measured:?}");
+    let idle = measured_from(&sample(2.0, 2.0, 6, 0, 2), t0);
+    assert_eq!(idle.per_replica, Some(1.0));
     // Prefetch 4, messages waiting: 8 held by 2 consumers, 8 acks/s: 4 slots, 4/s a replica.
-    let deep = update_estimate(None, Some(&sample(9.0, 8.0, 2, 50, 8)), t0).expect("measured");
-    assert_eq!(deep.slots, 4.0);
-    assert!((deep.per_replica - 4.0).abs() < 1e-9, "{deep:?}");
+    let deep = measured_from(&sample(9.0, 8.0, 2, 50, 8), t0);
+    assert_eq!((deep.slots, deep.per_replica), (4.0, Some(4.0)));
     // Nothing held, no consumers, no acks, absurd acks: nothing measured.
     for bad in [
         sample(1.0, 9.0, 3, 0, 0),
@@ -241,21 +248,63 @@ fn a_replica_is_measured_by_littles_law() {
         RateSample { acks: None, ..busy },
         sample(1.0, 1e12, 1, 1, 1),
     ] {
-        assert_eq!(update_estimate(Some(first), Some(&bad), t0), Some(first));
-        assert_eq!(update_estimate(None, Some(&bad), t0), None);
+        let later = t0 + MINUTE * 2;
+        let kept = update_estimate(Some(first), Some(&bad), later).expect("estimate");
+        assert_eq!(kept.per_replica, first.per_replica, "{bad:?}");
+        assert_eq!(measured_from(&bad, t0).per_replica, None, "{bad:?}");
+        assert_eq!(
+            kept.recent_arrivals[0], bad.arrivals,
+            "arrivals are read all the same"
+        );
     }
     // The same listing read again a second later is not folded twice.
     let mut again = sample(10.0, 3.0, 3, 20, 3);
     again.counts.age += Duration::from_secs(1);
-    let later = t0 + Duration::from_secs(1);
+    let read_again = first.listed_at + again.counts.age;
     assert_eq!(
-        update_estimate(Some(first), Some(&again), later),
+        update_estimate(Some(first), Some(&again), read_again),
         Some(first)
     );
     // A new listing is smoothed in: half the old, half the new.
-    let next = update_estimate(Some(first), Some(&sample(10.0, 3.0, 3, 20, 3)), t0 + MINUTE)
-        .expect("estimate");
-    assert!((next.per_replica - 2.0).abs() < 1e-9, "{next:?}");
+    let next = update_estimate(
+        Some(first),
+        Some(&sample(10.0, 3.0, 3, 20, 3)),
+        t0 + MINUTE * 2,
+    )
+    .expect("estimate");
+    assert_eq!(next.per_replica, Some(2.0));
+}
+
+#[test]
+fn a_fleet_that_changed_during_the_listing_is_not_measured() {
+    let t0 = Instant::now();
+    let three = update_estimate(None, Some(&sample(10.0, 9.0, 3, 20, 3)), t0);
+    assert_eq!(three.and_then(|e| e.per_replica), None, "no listing before");
+    // Scaled 3 -> 9 since: 9 hold deliveries but the acks are mostly the three's.
+    let nine = update_estimate(three, Some(&sample(10.0, 9.0, 9, 20, 9)), t0 + MINUTE);
+    assert_eq!(nine.and_then(|e| e.per_replica), None);
+    let settled = update_estimate(nine, Some(&sample(10.0, 27.0, 9, 20, 9)), t0 + MINUTE * 2);
+    assert_eq!(settled.and_then(|e| e.per_replica), Some(3.0));
+}
+
+#[test]
+fn one_listing_that_caught_a_burst_is_not_a_sustained_arrival_rate() {
+    let t0 = Instant::now();
+    let mut estimate = None;
+    let mut arrivals_after = Vec::new();
+    for (i, arrivals) in [20.0, 80.0, 20.0, 20.0, 50.0, 50.0].into_iter().enumerate() {
+        let at = t0 + MINUTE * (i as u32);
+        estimate = update_estimate(estimate, Some(&sample(arrivals, 9.0, 3, 0, 3)), at);
+        arrivals_after.push(estimate.expect("estimate").arrivals());
+    }
+    // The burst listing (80) is outvoted; a lasting change (50) is taken on the
+    // second listing that shows it.
+    assert_eq!(arrivals_after, [20.0, 20.0, 20.0, 20.0, 20.0, 50.0]);
+    let absurd = sample(f64::INFINITY, 3.0, 3, 20, 3);
+    assert_eq!(
+        update_estimate(estimate, Some(&absurd), t0 + MINUTE * 9),
+        estimate
+    );
 }
 
 fn policy(drain_alone: bool, max: i32) -> ScalingPolicy {
@@ -292,10 +341,16 @@ fn reading(ready: i64, arrivals: f64, acks: f64, consumers: i64) -> QueueReading
     }
 }
 
+/// The decision on `reading` when the same listing was seen two windows
+/// earlier (a fleet that stood still, so that its rate is measured).
 fn decided(policy: &ScalingPolicy, reading: QueueReading, current: i32) -> Decision {
-    let now = Instant::now();
-    let history = History::starting_at(now, current);
-    decide(policy, &QueueState::Known(reading), &history, current, now)
+    let now = Instant::now() + Duration::from_secs(1000);
+    let before = now - policy.stabilization_window * 2;
+    let mut history = History::starting_at(before, current);
+    let state = QueueState::Known(reading);
+    let first = decide(policy, &state, &history, current, before);
+    history.record(before, &first, policy.stabilization_window);
+    decide(policy, &state, &history, current, now)
 }
 
 #[test]
@@ -305,9 +360,9 @@ fn through_the_decision() {
     assert_eq!(d.desired, 13, "{}", d.reason);
     assert_eq!(
         d.reason,
-        "4 -> 13: backlog 844, arrivals 12/s, 2.1/s per worker, drain within 1m"
+        "4 -> 13: 840 waiting, arrivals 12/s, 2.1/s per worker, drain within 1m"
     );
-    assert_eq!(d.rate.map(|r| r.per_replica), Some(2.1));
+    assert_eq!(d.rate.and_then(|r| r.per_replica), Some(2.1));
     // Beside a backlog target the larger wins: 84 by backlog (capped at 50).
     let d = decided(&policy(false, 50), reading(840, 12.0, 8.4, 4), 4);
     assert_eq!(d.desired, 50, "{}", d.reason);
@@ -315,7 +370,7 @@ fn through_the_decision() {
     // Until a rate is measured the backlog target decides, and says why.
     let d = decided(&policy(true, 50), reading(30, 12.0, 0.0, 0), 1);
     assert_eq!(d.desired, 3, "{}", d.reason);
-    assert_eq!(d.rate, None);
+    assert_eq!(d.rate.and_then(|r| r.per_replica), None);
     assert!(
         d.reason.ends_with(
             "backlog 30 over target 10/replica (drainWithin: no per-replica rate measured yet)"
@@ -330,17 +385,14 @@ fn the_history_keeps_the_measured_rate() {
     let now = Instant::now();
     let policy = policy(true, 50);
     let mut history = History::starting_at(now, 4);
-    let d = decide(
-        &policy,
-        &QueueState::Known(reading(100, 10.0, 8.0, 4)),
-        &history,
-        4,
-        now,
-    );
-    history.record(now, &d, policy.stabilization_window);
+    for at in [now, now + Duration::from_secs(6)] {
+        let listing = QueueState::Known(reading(100, 10.0, 8.0, 4));
+        let d = decide(&policy, &listing, &history, 4, at);
+        history.record(at, &d, policy.stabilization_window);
+    }
     assert_eq!(history.rate_per_replica(), Some(2.0));
     // Later, a listing without acks: the measured rate stands and is used.
-    let later = now + Duration::from_secs(10);
+    let later = now + Duration::from_secs(12);
     let quiet = QueueReading {
         ack_rate: None,
         ..reading(0, 10.0, 0.0, 6)

@@ -60,7 +60,7 @@ impl History {
 
     /// Tasks/s one replica completes, as measured so far.
     pub fn rate_per_replica(&self) -> Option<f64> {
-        self.rate.map(|r| r.per_replica)
+        self.rate.and_then(|r| r.per_replica)
     }
 
     pub(crate) fn rate(&self) -> Option<RateEstimate> {

@@ -74,8 +74,8 @@ pub fn build(findings: &Findings<'_>) -> TaskQueueStatus {
         ack_rate: reading.and_then(|r| r.ack_rate).or(previous.ack_rate),
         // Rounded: a status write per smoothing step would be churn, not news.
         rate_per_replica: decision
-            .and_then(|d| d.rate)
-            .map(|r| (r.per_replica * 100.0).round() / 100.0)
+            .and_then(|d| d.rate?.per_replica)
+            .map(|rate| (rate * 100.0).round() / 100.0)
             .or(previous.rate_per_replica),
         reading_age: reading.map(|r| age(r.age)).or(previous.reading_age),
         replicas: target.map(|t| t.scale.running).or(previous.replicas),

@@ -89,7 +89,15 @@ impl ManagementClient {
                     ("disable_stats", "true"),
                     ("enable_queue_totals", "true"),
                 ]),
-                ListMode::Stats => request.query(&[("columns", STATS_COLUMNS)]),
+                // Rates over the last 5 s increment: without these the broker's
+                // `rate` reads 0 between its queue emissions when statistics are
+                // collected more often than its 5 s samples (1 s here: 20/s read
+                // as 20 one second in five, 0 the rest).
+                ListMode::Stats => request.query(&[
+                    ("columns", STATS_COLUMNS),
+                    ("msg_rates_age", "10"),
+                    ("msg_rates_incr", "5"),
+                ]),
             };
             if let Some(filter) = &filter {
                 request = request.query(&[("name", filter.as_str()), ("use_regex", "true")]);
