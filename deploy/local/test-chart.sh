@@ -73,6 +73,22 @@ check "helm install (CRD from crds/, operator Deployment available)" \
   helm --kubeconfig="$WARREN_KUBECONFIG" install warren "$CHART" -n "$RELEASE_NS" --create-namespace \
     --set broker.managementUrl="$MGMT" --wait --timeout "${TIMEOUT}s"
 check "TaskQueue CRD established" k wait --for=condition=Established crd/taskqueues.warren.dev --timeout=30s
+samples_valid() { # the documented samples are what the API server accepts
+  local sample
+  for sample in "$WARREN_ROOT"/deploy/samples/*.yaml; do
+    k -n default apply --dry-run=server -f "$sample" >/dev/null || return 1
+  done
+}
+check "deploy/samples/*.yaml accepted by the API server (dry run)" samples_valid
+drain_rejected() { # a drainWithin out of range is refused naming the field
+  k -n default apply --dry-run=server -f - 2>&1 <<'YAML' | grep -q 'spec.drainWithin must be between 1s and 24h'
+apiVersion: warren.dev/v1alpha1
+kind: TaskQueue
+metadata: {name: bad-drain}
+spec: {queue: q, scaleTargetRef: {name: w}, maxReplicas: 3, drainWithin: 0s}
+YAML
+}
+check "drainWithin: 0s rejected with the field's name" drain_rejected
 
 # ---- the chart's RBAC is enough, and no more ----------------------------------
 SA="system:serviceaccount:$RELEASE_NS:warren"
