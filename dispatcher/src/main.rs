@@ -6,13 +6,14 @@ mod load_test;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use load_test::bounds::Capacity;
 use load_test::plan::{PlanSpec, parse_mix};
 use load_test::report::table;
+use load_test::trace::{Arrival, arrivals, csv};
 use load_test::{Collect, RunOptions, run_closed, run_open};
 use serde_json::{Map, Value};
 use warren_dispatcher::{Client, ClientConfig};
@@ -197,6 +198,12 @@ struct LoadTestArgs {
     /// Print one JSON object per run instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also write the arrival trace to FILE, as CSV `t_s,queue,task,duration_s`: one
+    /// row per task the broker confirmed, t_s = seconds from the load test's start
+    /// to the confirm, duration_s = its planned run time (every run on one clock).
+    /// The Unix time of t_s = 0 is printed on stderr.
+    #[arg(long, value_name = "FILE")]
+    trace_out: Option<PathBuf>,
 }
 
 // One thread: the client's work is I/O and bookkeeping (lapin does its socket I/O on a
@@ -286,19 +293,44 @@ async fn load_test(client: &Client, args: LoadTestArgs) -> anyhow::Result<()> {
         progress: !args.json && std::io::stderr().is_terminal(),
         capacity: args.capacity.capacity()?,
     };
+    if args
+        .rate
+        .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
+    {
+        bail!("--rate must be a positive number of tasks per second");
+    }
+    // t_s = 0 of the trace, on both clocks: the runs are timed by `Instant`, the
+    // caller lines the trace up with what it sampled by the Unix time.
+    let origin = Instant::now();
+    let origin_unix = SystemTime::now().duration_since(UNIX_EPOCH).ok();
     let mut reports = Vec::new();
+    let mut trace: Vec<Arrival> = Vec::new();
     if let (Some(rate), Some(duration)) = (args.rate, args.duration) {
-        if !(rate > 0.0 && rate.is_finite()) {
-            bail!("--rate must be a positive number of tasks per second");
-        }
         let count = (rate * duration.as_secs_f64()).round() as usize;
         let plan = spec.plan(count);
-        reports.push(run_open(client, &plan, rate, &options).await);
+        let run = run_open(client, &plan, rate, &options).await;
+        trace.extend(arrivals(origin, &plan, &run.published));
+        reports.push(run.report);
     } else {
         for count in &args.tasks {
             let plan = spec.plan(*count);
-            reports.push(run_closed(client, &plan, &options).await);
+            let run = run_closed(client, &plan, &options).await;
+            trace.extend(arrivals(origin, &plan, &run.published));
+            reports.push(run.report);
         }
+    }
+    if let Some(path) = &args.trace_out {
+        std::fs::write(path, csv(&trace))
+            .with_context(|| format!("writing the trace to {}", path.display()))?;
+        let unix = origin_unix.map_or_else(
+            || "unknown".to_owned(),
+            |t| format!("{:.6}", t.as_secs_f64()),
+        );
+        eprintln!(
+            "trace: {} task(s) in {}; t_s 0 = Unix time {unix}",
+            trace.len(),
+            path.display()
+        );
     }
     if args.json {
         for report in &reports {

@@ -4,6 +4,7 @@
 pub mod bounds;
 pub mod plan;
 pub mod report;
+pub mod trace;
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use warren_dispatcher::{Client, DispatchError, TaskReply};
 use bounds::{Capacity, Job, QueueLoad, by_queue};
 use plan::PlannedTask;
 use report::{RunReport, Sample, Totals, summarize};
+use trace::Published;
 
 /// How results are collected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,6 +50,12 @@ pub struct RunOptions {
     pub capacity: Capacity,
 }
 
+/// One run: its report, and when each of its tasks was confirmed (the trace).
+pub struct Run {
+    pub report: RunReport,
+    pub published: Vec<Published>,
+}
+
 /// What one task came to.
 enum Finished {
     Done(Sample),
@@ -59,24 +67,24 @@ enum Finished {
 }
 
 /// Runs `plan` as a closed loop and reports it.
-pub async fn run_closed(client: &Client, plan: &[PlannedTask], options: &RunOptions) -> RunReport {
+pub async fn run_closed(client: &Client, plan: &[PlannedTask], options: &RunOptions) -> Run {
     let bar = progress(plan.len() as u64, options.progress);
     let duplicates_before = client.duplicates();
     let started = Instant::now();
-    let mut finished = Vec::with_capacity(plan.len());
+    let mut outcomes = Vec::with_capacity(plan.len());
     match options.collect {
         Collect::Sequential => {
-            for task in plan {
-                finished.push(one(client, task, options.timeout).await);
+            for (index, task) in plan.iter().enumerate() {
+                outcomes.push(one(client, index, task, options.timeout).await);
                 bar.inc(1);
             }
         }
         Collect::Concurrent => {
-            let mut runs = futures::stream::iter(plan)
-                .map(|task| one(client, task, options.timeout))
+            let mut runs = futures::stream::iter(plan.iter().enumerate())
+                .map(|(index, task)| one(client, index, task, options.timeout))
                 .buffer_unordered(options.window.max(1));
             while let Some(outcome) = runs.next().await {
-                finished.push(outcome);
+                outcomes.push(outcome);
                 bar.inc(1);
             }
         }
@@ -88,7 +96,7 @@ pub async fn run_closed(client: &Client, plan: &[PlannedTask], options: &RunOpti
         options.collect.as_str(),
         &queues,
         wall,
-        finished,
+        outcomes,
         client.duplicates() - duplicates_before,
     )
 }
@@ -100,27 +108,27 @@ pub async fn run_open(
     plan: &[PlannedTask],
     rate: f64,
     options: &RunOptions,
-) -> RunReport {
+) -> Run {
     let bar = progress(plan.len() as u64, options.progress);
     let duplicates_before = client.duplicates();
     let started = Instant::now();
     let mut running = FuturesUnordered::new();
-    let mut finished = Vec::with_capacity(plan.len());
+    let mut outcomes = Vec::with_capacity(plan.len());
     for (i, task) in plan.iter().enumerate() {
         let due = started + Duration::from_secs_f64(i as f64 / rate);
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(due.into()) => break,
                 Some(outcome) = running.next(), if !running.is_empty() => {
-                    finished.push(outcome);
+                    outcomes.push(outcome);
                     bar.inc(1);
                 }
             }
         }
-        running.push(one(client, task, options.timeout));
+        running.push(one(client, i, task, options.timeout));
     }
     while let Some(outcome) = running.next().await {
-        finished.push(outcome);
+        outcomes.push(outcome);
         bar.inc(1);
     }
     let wall = started.elapsed();
@@ -131,7 +139,7 @@ pub async fn run_open(
         "open-loop",
         &queues,
         wall,
-        finished,
+        outcomes,
         client.duplicates() - duplicates_before,
     )
 }
@@ -155,16 +163,28 @@ fn plan_load(
     by_queue(jobs, capacity)
 }
 
-async fn one(client: &Client, task: &PlannedTask, timeout: Duration) -> Finished {
+/// Publishes the plan's task `index` and waits for its result: what it came to, and
+/// when the broker confirmed it (none when it never did).
+async fn one(
+    client: &Client,
+    index: usize,
+    task: &PlannedTask,
+    timeout: Duration,
+) -> (Finished, Option<Published>) {
     let handle = match client.submit(task.message()).await {
         Ok(handle) => handle,
         Err(error) => {
             tracing::warn!(%error, "task not published");
-            return Finished::Unpublished;
+            return (Finished::Unpublished, None);
         }
     };
+    let published = Published {
+        index,
+        queue: handle.queue.clone(),
+        at: Instant::now(),
+    };
     let submitted_at = handle.submitted_at;
-    match handle.wait(timeout).await {
+    let finished = match handle.wait(timeout).await {
         Ok(reply) => {
             let failed = reply.result.status != warren_protocol::TaskStatus::Success;
             let sample = sample(submitted_at, task, reply);
@@ -179,7 +199,8 @@ async fn one(client: &Client, task: &PlannedTask, timeout: Duration) -> Finished
             tracing::warn!(%error, "no result");
             Finished::Lost
         }
-    }
+    };
+    (finished, Some(published))
 }
 
 fn sample(submitted_at: Instant, task: &PlannedTask, reply: TaskReply) -> Sample {
@@ -200,10 +221,12 @@ fn report(
     collect: &str,
     queues: &[QueueLoad],
     wall: Duration,
-    finished: Vec<Finished>,
+    outcomes: Vec<(Finished, Option<Published>)>,
     duplicates: u64,
-) -> RunReport {
-    let tasks = finished.len();
+) -> Run {
+    let tasks = outcomes.len();
+    let (finished, published): (Vec<Finished>, Vec<Option<Published>>) =
+        outcomes.into_iter().unzip();
     let mut samples = Vec::with_capacity(finished.len());
     let (mut failed, mut lost, mut unpublished) = (0, 0, 0);
     for outcome in finished {
@@ -225,7 +248,10 @@ fn report(
         unpublished,
         duplicates,
     };
-    summarize(collect, &samples, queues, totals)
+    Run {
+        report: summarize(collect, &samples, queues, totals),
+        published: published.into_iter().flatten().collect(),
+    }
 }
 
 fn progress(len: u64, visible: bool) -> ProgressBar {
