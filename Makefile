@@ -110,6 +110,10 @@ bench-operator: tools ## Operator benchmarks on the local cluster (reaction, 1,0
 bench-scale-down: rabbitmq-up tools ## Scale-down on real worker pods, IdleFirst against Any; writes docs/bench-results/scale-down.json
 	@set -e; bash deploy/local/cluster.sh up; bash deploy/local/bench-scale-down.sh
 
+.PHONY: simulate
+simulate: ## warren and the KEDA model on three standard traces, for every TaskQueue in docs/simulate/ (no cluster); writes docs/simulate/results.md and SVGs
+	CARGO=$(CARGO) bash deploy/local/simulate-traces.sh
+
 .PHONY: soak
 soak: rabbitmq-up tools ## 30 min of open-loop load with bursts and random worker kills on the local cluster (SOAK_MINUTES, SOAK_RATE, ...); writes docs/bench-results/soak.json
 	bash deploy/local/soak.sh

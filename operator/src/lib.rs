@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod ownership;
 pub mod reconciler;
 pub mod scale_down;
+pub mod simulate;
 pub mod status;
 pub mod target;
 pub mod watch_cache;

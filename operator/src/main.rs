@@ -1,4 +1,7 @@
-//! `warren-operator`: `run` the controller, or print the `crd`.
+//! `warren-operator`: `run` the controller, print the `crd`, or `simulate` policies
+//! against an arrival trace.
+
+mod simulate_command;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +36,9 @@ enum Command {
     Run(Box<RunArgs>),
     /// Print the TaskQueue CustomResourceDefinition as YAML.
     Crd,
+    /// Replay an arrival trace against TaskQueues under warren and under KEDA + HPA,
+    /// in simulated time, and print a table with a row per policy (no cluster, no broker).
+    Simulate(Box<simulate_command::SimulateArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => run_operator(*args).await,
+        Command::Simulate(args) => simulate_command::simulate(*args),
     }
 }
 

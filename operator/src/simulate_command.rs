@@ -1,0 +1,254 @@
+//! The binary's `simulate` subcommand: its flags, and the I/O around the
+//! library's simulator ([`warren_operator::simulate`]): reading the TaskQueue
+//! YAMLs and a CSV trace, printing the table, writing the JSON and the SVG.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use warren_operator::TaskQueue;
+use warren_operator::TaskQueueSpec;
+use warren_operator::simulate::distribution::Distribution;
+use warren_operator::simulate::keda_model::KedaSettings;
+use warren_operator::simulate::report::{Outcome, json, markdown};
+use warren_operator::simulate::spec::seconds;
+use warren_operator::simulate::trace::TraceSpec;
+use warren_operator::simulate::{PolicyKind, Settings, contenders, run, svg, tasks_of};
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// A TaskQueue YAML (repeatable): warren runs each as given, labelled by its
+    /// metadata.name; KEDA gets its targetBacklogPerReplica (10 when unset),
+    /// minReplicas and maxReplicas.
+    #[arg(long = "taskqueue", value_name = "FILE", required = true)]
+    taskqueues: Vec<PathBuf>,
+    /// The arrivals: csv:FILE (a time in seconds per line; optionally a service time
+    /// and, with a header, a queue: load-test --trace-out's t_s,queue,task,duration_s
+    /// reads as is, and each TaskQueue replays its queue's rows), burst:N[@T], ramp:FROM-TO:DURATION,
+    /// steady:R:DURATION, spikes:N:EVERY:DURATION or wave:MEAN:AMPLITUDE:PERIOD:DURATION
+    /// (rates in tasks/s); parts joined with + are superimposed.
+    #[arg(long, value_name = "SPEC")]
+    trace: TraceSpec,
+    /// A policy to compare (repeatable): warren (each TaskQueue as given) or keda
+    /// (KEDA + HPA on each distinct target/min/max).
+    #[arg(long = "policy", value_enum, default_values_t = [Policy::Warren, Policy::Keda])]
+    policies: Vec<Policy>,
+    /// Service time of tasks the trace gives none: const:S, uniform:A-B, exp:MEAN or
+    /// lognormal:MEAN:SD, in seconds or with units (500ms, 2s). The default, tasks of
+    /// about a second skewed as real ones are; the demo tasks are uniform:0.1-0.2.
+    #[arg(long, value_name = "DIST", default_value = "lognormal:1:0.5")]
+    service_time: Distribution,
+    /// Pod start-up, from creation to consuming (same syntax). 2 s: a pod on the local
+    /// cluster's real node runs ~1 s after `kubectl apply` with its image present
+    /// (docs/local-cluster.md), and the demo's 10 new workers ran within 3 s (README).
+    #[arg(long, value_name = "DIST", default_value = "const:2s")]
+    startup: Distribution,
+    /// Tasks a pod runs at once; its prefetch is the same, as warren's worker sets it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// How long a removed pod may finish its tasks (the worker's --grace-period and
+    /// Kubernetes' default terminationGracePeriodSeconds); tasks still running then
+    /// are interrupted and redelivered.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = seconds)]
+    grace_period: f64,
+    /// Seed of the generated arrivals, the service times and the start-up delays.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where in its period each periodic process (polls, HPA syncs, the broker's
+    /// statistics) first fires, 0 to 1: 0.5 is the expected offset of a burst
+    /// arriving at a random moment.
+    #[arg(long, default_value_t = 0.5, value_parser = phase)]
+    phase: f64,
+    /// Spacing of the time series in --json and --svg.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = positive)]
+    sample_every: f64,
+    /// Longest a run goes on after the last arrival; a policy not done by then is
+    /// cut off (its tasks show as "N of M").
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = seconds)]
+    tail: f64,
+    /// Write the numbers and the time series (ready, unacked, replicas) as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write a chart: the backlog and the replicas over time, a line per policy.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    #[command(flatten)]
+    keda: KedaArgs,
+}
+
+/// The KEDA and HPA model's settings; the defaults are the documented ones.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "KEDA and HPA model")]
+struct KedaArgs {
+    /// ScaledObject pollingInterval: how often KEDA reads the queue to activate
+    /// (0 -> 1) and to cool down (N -> 0).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive)]
+    keda_polling_interval: f64,
+    /// ScaledObject cooldownPeriod: how long after the last active reading KEDA
+    /// scales to 0 (minReplicaCount 0).
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = seconds)]
+    keda_cooldown_period: f64,
+    /// The trigger's activationValue: active when the queue length is above it.
+    #[arg(long, value_name = "N", default_value_t = 0.0)]
+    keda_activation_value: f64,
+    /// kube-controller-manager --horizontal-pod-autoscaler-sync-period.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = positive)]
+    hpa_sync_period: f64,
+    /// --horizontal-pod-autoscaler-tolerance: no change while metric / (target x
+    /// replicas) is within this of 1.
+    #[arg(long, value_name = "RATIO", default_value_t = 0.1)]
+    hpa_tolerance: f64,
+    /// Default scaleUp policy: at most this many pods more per period...
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    hpa_scale_up_pods: i32,
+    /// ...or this percent more, whichever is larger (selectPolicy Max).
+    #[arg(long, value_name = "PERCENT", default_value_t = 100)]
+    hpa_scale_up_percent: i32,
+    /// periodSeconds of the default scaleUp policies.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = positive)]
+    hpa_scale_up_period: f64,
+    /// Default scaleDown stabilizationWindowSeconds: the highest recommendation of
+    /// this window is used.
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = seconds)]
+    hpa_scale_down_window: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Policy {
+    Warren,
+    Keda,
+}
+
+fn phase(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{text} is not within [0, 1)"))
+    }
+}
+
+fn positive(text: &str) -> Result<f64, String> {
+    match seconds(text) {
+        Ok(value) if value > 0.0 => Ok(value),
+        Ok(_) => Err(format!("{text} must be above 0")),
+        Err(e) => Err(e.reason),
+    }
+}
+
+pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let mut queues = args
+        .taskqueues
+        .iter()
+        .map(|path| read_taskqueue(path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Two files with one metadata.name (a variant of a TaskQueue) would share a label.
+    let names: Vec<String> = queues.iter().map(|(name, _)| name.clone()).collect();
+    for ((name, _), path) in queues.iter_mut().zip(&args.taskqueues) {
+        if names.iter().filter(|n| *n == name).count() > 1 {
+            *name = format!("{name} ({})", path.display());
+        }
+    }
+    let settings = Settings {
+        service_time: args.service_time,
+        startup: args.startup,
+        concurrency: usize::from(args.concurrency),
+        grace_period: args.grace_period,
+        seed: args.seed,
+        phase: args.phase,
+        sample_every: args.sample_every,
+        tail: args.tail,
+        keda: KedaSettings {
+            polling_interval: args.keda.keda_polling_interval,
+            cooldown_period: args.keda.keda_cooldown_period,
+            activation_value: args.keda.keda_activation_value,
+            hpa_sync_period: args.keda.hpa_sync_period,
+            tolerance: args.keda.hpa_tolerance,
+            scale_up_pods: args.keda.hpa_scale_up_pods,
+            scale_up_percent: args.keda.hpa_scale_up_percent,
+            scale_up_period: args.keda.hpa_scale_up_period,
+            scale_down_window: args.keda.hpa_scale_down_window,
+        },
+    };
+    let trace = args
+        .trace
+        .load(settings.seed, |path| std::fs::read_to_string(path))?;
+    let kinds: Vec<PolicyKind> = args
+        .policies
+        .iter()
+        .map(|p| match p {
+            Policy::Warren => PolicyKind::Warren,
+            Policy::Keda => PolicyKind::Keda,
+        })
+        .collect();
+    let started = Instant::now();
+    let rows = contenders(&queues, &kinds);
+    let outcomes: Vec<Outcome> = rows
+        .iter()
+        .map(|row| {
+            run(
+                &tasks_of(&trace, &settings, &row.spec.queue),
+                row,
+                &settings,
+            )
+        })
+        .collect();
+    eprintln!(
+        "simulated {} arrivals x {} policies in {:.0?}",
+        trace.arrivals.len(),
+        outcomes.len(),
+        started.elapsed()
+    );
+    let queued: BTreeSet<&str> = trace
+        .arrivals
+        .iter()
+        .filter_map(|a| a.queue.as_deref())
+        .collect();
+    let note = if queued.is_empty() {
+        String::new()
+    } else {
+        // A recorded trace of several queues: each TaskQueue replays its own.
+        format!(" on {}", queued.into_iter().collect::<Vec<_>>().join(", "))
+    };
+    println!(
+        "trace `{}`: {} tasks{note}; {}\n",
+        trace.name,
+        trace.arrivals.len(),
+        settings.summary_line()
+    );
+    print!("{}", markdown(&outcomes));
+    if let Some(path) = &args.json {
+        let document = json(&trace.name, settings.describe(), &outcomes);
+        let text = serde_json::to_string_pretty(&document)?;
+        write(path, &(text + "\n"))?;
+    }
+    if let Some(path) = &args.svg {
+        let title = format!("warren simulate: {}", trace.name);
+        write(
+            path,
+            &svg::render(&title, &settings.summary_line(), &outcomes),
+        )?;
+    }
+    Ok(())
+}
+
+/// A TaskQueue's label (its name, else the file's stem) and spec.
+fn read_taskqueue(path: &Path) -> anyhow::Result<(String, TaskQueueSpec)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the TaskQueue {}", path.display()))?;
+    let queue: TaskQueue = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a TaskQueue", path.display()))?;
+    let name = queue.metadata.name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map_or_else(|| "taskqueue".into(), |s| s.to_string_lossy().into_owned())
+    });
+    Ok((name, queue.spec))
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
