@@ -43,13 +43,8 @@ trap cleanup EXIT
 
 say "images: static binaries FROM scratch, built with buildah and imported into the node"
 fresh_images "$logs/images.log"
-k delete namespace "$NS" --ignore-not-found --wait --timeout=60s >/dev/null
-local_namespace "$NS"
-for q in queue_a queue_b; do mgmt "/api/queues/%2f/$q/contents" -X DELETE >/dev/null 2>&1 || true; done
-local_values 30 >"$logs/values.yaml"
 say "helm install warren charts/warren -n $NS -f charts/warren/examples/seed.yaml"
-helm_ install warren "$WARREN_ROOT/charts/warren" -n "$NS" --wait --timeout 120s \
-  -f "$WARREN_ROOT/charts/warren/examples/seed.yaml" -f "$logs/values.yaml" >/dev/null
+install_seed "$NS" "$logs"
 kn get pods -o wide
 kn get tq
 

@@ -46,12 +46,7 @@ trap cleanup EXIT
 
 say "images, and helm install warren charts/warren -n $NS -f charts/warren/examples/seed.yaml"
 fresh_images "$out/images.log"
-k delete namespace "$NS" --ignore-not-found --wait --timeout=60s >/dev/null
-local_namespace "$NS"
-for q in queue_a queue_b; do mgmt "/api/queues/%2f/$q/contents" -X DELETE >/dev/null 2>&1 || true; done
-local_values 30 >"$out/values.yaml"
-helm_ install warren "$WARREN_ROOT/charts/warren" -n "$NS" --wait --timeout 120s \
-  -f "$WARREN_ROOT/charts/warren/examples/seed.yaml" -f "$out/values.yaml" >/dev/null
+install_seed "$NS" "$out"
 
 rss_kib() { # pid: resident KiB, 0 when gone
   awk '/^VmRSS:/ {print $2; found=1} END {if (!found) print 0}' "/proc/$1/status" 2>/dev/null || echo 0
