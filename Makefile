@@ -114,6 +114,10 @@ bench-scale-down: rabbitmq-up tools ## Scale-down on real worker pods, IdleFirst
 simulate: ## warren and the KEDA model on three standard traces, for every TaskQueue in docs/simulate/ (no cluster); writes docs/simulate/results.md and SVGs
 	CARGO=$(CARGO) bash deploy/local/simulate-traces.sh
 
+.PHONY: sim-check-record
+sim-check-record: rabbitmq-up tools ## A real autoscaling run on the local cluster's real node (the seed's workers, 24 tasks/s for 45 s) recorded for checking the simulator; writes docs/bench-results/sim-check/
+	bash deploy/local/sim-check-record.sh
+
 .PHONY: soak
 soak: rabbitmq-up tools ## 30 min of open-loop load with bursts and random worker kills on the local cluster (SOAK_MINUTES, SOAK_RATE, ...); writes docs/bench-results/soak.json
 	bash deploy/local/soak.sh
