@@ -57,13 +57,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The commit the images are built from; "-dirty" when the working tree's sources differ.
+# The commit the images are built from; "-dirty" when the working tree's sources
+# differed from it before or after the build.
+sources_clean() {
+  [[ -z "$(git -C "$WARREN_ROOT" status --porcelain -- Cargo.toml Cargo.lock protocol process worker dispatcher operator charts)" ]]
+}
 commit="$(git -C "$WARREN_ROOT" rev-parse HEAD)"
-if [[ -n "$(git -C "$WARREN_ROOT" status --porcelain -- Cargo.toml Cargo.lock protocol process worker dispatcher operator charts)" ]]; then
-  commit+="-dirty"
-fi
+sources_clean || commit+="-dirty"
 say "images, and helm install warren charts/warren -n $NS -f charts/warren/examples/seed.yaml"
 fresh_images "$logs/images.log"
+if [[ "$commit" != *-dirty ]] && ! sources_clean; then commit+="-dirty"; fi
 install_seed "$NS" "$logs"
 
 # The Deployments start at 1 replica; the run starts from the operator's own zero.
