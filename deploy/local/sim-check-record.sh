@@ -59,14 +59,16 @@ trap cleanup EXIT
 
 # The commit the images are built from; "-dirty" when the working tree's sources
 # differed from it before or after the build.
-sources_clean() {
-  [[ -z "$(git -C "$WARREN_ROOT" status --porcelain -- Cargo.toml Cargo.lock protocol process worker dispatcher operator charts)" ]]
+sources=(Cargo.toml Cargo.lock protocol process worker dispatcher operator charts)
+sources_match() { # commit: the working tree's sources are that commit's
+  git -C "$WARREN_ROOT" diff --quiet "$1" -- "${sources[@]}" &&
+    [[ -z "$(git -C "$WARREN_ROOT" ls-files --others --exclude-standard -- "${sources[@]}")" ]]
 }
 commit="$(git -C "$WARREN_ROOT" rev-parse HEAD)"
-sources_clean || commit+="-dirty"
+sources_match "$commit" || commit+="-dirty"
 say "images, and helm install warren charts/warren -n $NS -f charts/warren/examples/seed.yaml"
 fresh_images "$logs/images.log"
-if [[ "$commit" != *-dirty ]] && ! sources_clean; then commit+="-dirty"; fi
+if [[ "$commit" != *-dirty ]] && ! sources_match "$commit"; then commit+="-dirty"; fi
 install_seed "$NS" "$logs"
 
 # The Deployments start at 1 replica; the run starts from the operator's own zero.
