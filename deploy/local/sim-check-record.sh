@@ -80,7 +80,8 @@ say "waiting for the operator to scale the idle workers to zero"
 wait_for "worker Deployments at 0 replicas, no worker pods" 120 no_workers || die "the workers did not go to zero"
 kn get tq -o json >"$logs/taskqueues.json"
 
-k proxy --port=0 >"$logs/proxy.log" 2>&1 &
+# kubectl itself in the background (not the k function's subshell), so that its pid is $!.
+kubectl --kubeconfig="$WARREN_KUBECONFIG" proxy --port=0 >"$logs/proxy.log" 2>&1 &
 pids+=("$!")
 wait_for "kubectl proxy" 20 grep -q 'Starting to serve' "$logs/proxy.log" || die "kubectl proxy did not start"
 api="http://$(sed -n 's/^Starting to serve on //p' "$logs/proxy.log" | head -1)"
