@@ -50,6 +50,8 @@ pub struct RateEstimate {
     /// Newest first; `None` where fewer listings were seen.
     pub recent_arrivals: [Option<f64>; 3],
     pub consumers: Option<i64>,
+    /// Deliveries held at the last listing.
+    pub unacked: i64,
     pub listed_at: Instant,
 }
 
@@ -133,12 +135,17 @@ pub fn update_estimate(
         return previous;
     }
     let learned = previous.map_or(1.0, |p| p.slots);
-    // The acks of a listing span its last 5 s: with consumers added or removed
-    // meanwhile (a scale-up just made), acks over consumers held now would read
-    // a replica far slower than it is (0.5/s of a 2/s worker on the cluster).
-    let steady_fleet =
-        previous.is_some_and(|p| p.consumers.is_some() && p.consumers == sample.consumers);
-    let (measured, slots) = match measure(sample, learned).filter(|_| steady_fleet) {
+    // The acks of a listing span its last 5 s, the unacked count is of its end:
+    // Little's law holds only if the fleet and its load stood still meanwhile.
+    // With consumers added (a scale-up just made) a 2/s worker read 0.5/s on the
+    // cluster; with a spike just arrived at one idle worker (1 held, 2 acks in
+    // 5 s) a 1/s worker read 0.4/s in the simulator.
+    let stood_still = previous.is_some_and(|p| {
+        p.consumers.is_some()
+            && p.consumers == sample.consumers
+            && similar(p.unacked, counts.unacked)
+    });
+    let (measured, slots) = match measure(sample, learned).filter(|_| stood_still) {
         Some((rate, slots)) => (Some(rate), slots),
         None => (None, learned),
     };
@@ -154,8 +161,14 @@ pub fn update_estimate(
             None => [Some(arrivals), None, None],
         },
         consumers: sample.consumers,
+        unacked: counts.unacked,
         listed_at,
     })
+}
+
+/// Deliveries held at two listings, both some and within a quarter of each other.
+fn similar(before: i64, now: i64) -> bool {
+    before > 0 && now > 0 && (before - now).abs() * 4 <= before.max(now)
 }
 
 /// A busy replica's tasks/s by Little's law, and the slots it holds, when the

@@ -36,6 +36,7 @@ fn estimate(per_replica: f64, arrivals: f64, listed_at: Instant) -> Option<RateE
         slots: 1.0,
         recent_arrivals: [Some(arrivals), None, None],
         consumers: None,
+        unacked: 0,
         listed_at,
     })
 }
@@ -285,6 +286,13 @@ fn a_fleet_that_changed_during_the_listing_is_not_measured() {
     assert_eq!(nine.and_then(|e| e.per_replica), None);
     let settled = update_estimate(nine, Some(&sample(10.0, 27.0, 9, 20, 9)), t0 + MINUTE * 2);
     assert_eq!(settled.and_then(|e| e.per_replica), Some(3.0));
+    // A spike on an idle worker: it holds 1 now, acked 2 in the last 5 s. Not
+    // measured (0.4/s of a 1/s worker); held at the next listing too, it is.
+    let idle = update_estimate(None, Some(&sample(0.0, 0.0, 1, 0, 0)), t0);
+    let spike = update_estimate(idle, Some(&sample(100.0, 0.4, 1, 499, 1)), t0 + MINUTE);
+    assert_eq!(spike.and_then(|e| e.per_replica), None);
+    let busy = update_estimate(spike, Some(&sample(0.0, 1.0, 1, 400, 1)), t0 + MINUTE * 2);
+    assert_eq!(busy.and_then(|e| e.per_replica), Some(1.0));
 }
 
 #[test]

@@ -68,7 +68,12 @@ pub struct SimulateArgs {
     /// cut off (its tasks show as "N of M").
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = seconds)]
     tail: f64,
-    /// Write the numbers and the time series (ready, unacked, replicas) as JSON.
+    /// Print every change of replicas with its reason (the operator's Event text,
+    /// or the queue length KEDA's HPA acted on) to stderr.
+    #[arg(long)]
+    explain: bool,
+    /// Write the numbers, the time series (ready, unacked, replicas) and every
+    /// change of replicas with its reason as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Write a chart: the backlog and the replicas over time, a line per policy.
@@ -221,6 +226,14 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         settings.summary_line()
     );
     print!("{}", markdown(&outcomes));
+    if args.explain {
+        for outcome in &outcomes {
+            eprintln!("== {}", outcome.summary.label);
+            for d in &outcome.decisions {
+                eprintln!("{:>8.1}s  {}", d.t, d.reason);
+            }
+        }
+    }
     if let Some(path) = &args.json {
         let document = json(&trace.name, settings.describe(), &outcomes);
         let text = serde_json::to_string_pretty(&document)?;

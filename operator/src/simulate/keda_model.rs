@@ -225,6 +225,7 @@ impl KedaModel {
         (replicas != before).then(|| ScaleRequest {
             replicas: usize::try_from(replicas).unwrap_or(0),
             costs: HashMap::new(),
+            reason: format!("{before} -> {replicas}: queue length {metric} (KEDA + HPA)"),
         })
     }
 

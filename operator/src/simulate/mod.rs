@@ -39,7 +39,7 @@ use broker_view::{BrokerView, STATISTICS_INTERVAL};
 use distribution::Distribution;
 use fleet::{Fleet, FleetConfig, PodId};
 use keda_model::{KedaModel, KedaSettings};
-use report::{Counted, Outcome, Point, summarize};
+use report::{Counted, Decided, Outcome, Point, summarize};
 use trace::{Trace, stream_seed};
 use warren_model::WarrenModel;
 
@@ -56,6 +56,8 @@ pub struct ScaleRequest {
     pub replicas: usize,
     /// `pod-deletion-cost` of pods, for the ReplicaSet's choice; absent means 0.
     pub costs: HashMap<PodId, i32>,
+    /// Why, as the operator's Event or the HPA's status would say it.
+    pub reason: String,
 }
 
 /// Everything about a run that is not the trace or the policy.
@@ -237,6 +239,7 @@ pub fn run(tasks: &[(f64, f64)], contender: &Contender, settings: &Settings) -> 
         end: 0.0,
     };
     let mut series = Vec::new();
+    let mut decisions = Vec::new();
     let mut next_sample = 0.0;
     loop {
         let next = [
@@ -259,6 +262,11 @@ pub fn run(tasks: &[(f64, f64)], contender: &Contender, settings: &Settings) -> 
             && let Some(asked) = scaler.tick(&fleet, &view)
         {
             fleet.scale_to(asked.replicas, &asked.costs);
+            decisions.push(Decided {
+                t: next,
+                replicas: asked.replicas,
+                reason: asked.reason,
+            });
             counted.scale_events += 1;
             counted.peak_replicas = counted.peak_replicas.max(asked.replicas);
         }
@@ -277,6 +285,7 @@ pub fn run(tasks: &[(f64, f64)], contender: &Contender, settings: &Settings) -> 
     Outcome {
         summary: summarize(&contender.label, &fleet, counted),
         series,
+        decisions,
     }
 }
 

@@ -96,6 +96,16 @@ impl Point {
 pub struct Outcome {
     pub summary: Summary,
     pub series: Vec<Point>,
+    /// Every change of replicas, with its reason.
+    pub decisions: Vec<Decided>,
+}
+
+/// One change of the Deployment's replicas in a run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Decided {
+    pub t: f64,
+    pub replicas: usize,
+    pub reason: String,
 }
 
 /// What the driver counted besides the fleet.
@@ -194,6 +204,7 @@ pub fn json(trace: &str, settings: serde_json::Value, outcomes: &[Outcome]) -> s
                     "unacked": o.series.iter().map(|p| p.unacked).collect::<Vec<_>>(),
                     "replicas": o.series.iter().map(|p| p.replicas).collect::<Vec<_>>(),
                 },
+                "decisions": o.decisions,
             })
         })
         .collect();
@@ -242,6 +253,7 @@ mod tests {
                 unacked: 1,
                 replicas: 0,
             }],
+            decisions: Vec::new(),
         }
     }
 

@@ -108,6 +108,7 @@ fn outcome(label: &str, series: Vec<(f64, usize, usize)>) -> Outcome {
                 replicas,
             })
             .collect(),
+        decisions: Vec::new(),
     }
 }
 
