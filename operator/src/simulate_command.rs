@@ -8,20 +8,20 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use warren_operator::TaskQueue;
-use warren_operator::TaskQueueSpec;
 use warren_operator::simulate::distribution::Distribution;
 use warren_operator::simulate::keda_model::KedaSettings;
 use warren_operator::simulate::report::{Outcome, json, markdown};
 use warren_operator::simulate::spec::seconds;
+use warren_operator::simulate::taskqueue_file::{TaskQueueFile, labelled, parse_taskqueues};
 use warren_operator::simulate::trace::TraceSpec;
 use warren_operator::simulate::{PolicyKind, Settings, contenders, run, svg, tasks_of};
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// A TaskQueue YAML (repeatable): warren runs each as given, labelled by its
-    /// metadata.name; KEDA gets its targetBacklogPerReplica (10 when unset),
-    /// minReplicas and maxReplicas.
+    /// A TaskQueue YAML (repeatable), or several: YAML documents separated by ---,
+    /// or a kind: List (kubectl get tq -o yaml). warren runs each TaskQueue as given,
+    /// labelled by its metadata.name; KEDA gets its targetBacklogPerReplica (10 when
+    /// unset), minReplicas and maxReplicas.
     #[arg(long = "taskqueue", value_name = "FILE", required = true)]
     taskqueues: Vec<PathBuf>,
     /// The arrivals: csv:FILE (a time in seconds per line; optionally a service time
@@ -146,18 +146,12 @@ fn positive(text: &str) -> Result<f64, String> {
 }
 
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    let mut queues = args
+    let files = args
         .taskqueues
         .iter()
-        .map(|path| read_taskqueue(path))
+        .map(|path| read_taskqueues(path))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    // Two files with one metadata.name (a variant of a TaskQueue) would share a label.
-    let names: Vec<String> = queues.iter().map(|(name, _)| name.clone()).collect();
-    for ((name, _), path) in queues.iter_mut().zip(&args.taskqueues) {
-        if names.iter().filter(|n| *n == name).count() > 1 {
-            *name = format!("{name} ({})", path.display());
-        }
-    }
+    let queues = labelled(&files);
     let settings = Settings {
         service_time: args.service_time,
         startup: args.startup,
@@ -249,17 +243,20 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A TaskQueue's label (its name, else the file's stem) and spec.
-fn read_taskqueue(path: &Path) -> anyhow::Result<(String, TaskQueueSpec)> {
+/// The TaskQueues of a file: one, several YAML documents, or a `kind: List`.
+fn read_taskqueues(path: &Path) -> anyhow::Result<TaskQueueFile> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the TaskQueue {}", path.display()))?;
-    let queue: TaskQueue = serde_yaml::from_str(&text)
-        .with_context(|| format!("{} is not a TaskQueue", path.display()))?;
-    let name = queue.metadata.name.clone().unwrap_or_else(|| {
-        path.file_stem()
-            .map_or_else(|| "taskqueue".into(), |s| s.to_string_lossy().into_owned())
-    });
-    Ok((name, queue.spec))
+        .with_context(|| format!("cannot read the TaskQueues {}", path.display()))?;
+    let queues = parse_taskqueues(&text)
+        .with_context(|| format!("{} holds no usable TaskQueue", path.display()))?;
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "taskqueue".into(), |s| s.to_string_lossy().into_owned());
+    Ok(TaskQueueFile {
+        path: path.display().to_string(),
+        stem,
+        queues,
+    })
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {

@@ -25,6 +25,7 @@ pub mod replica_set;
 pub mod report;
 pub mod spec;
 pub mod svg;
+pub mod taskqueue_file;
 pub mod trace;
 pub mod warren_model;
 
