@@ -262,10 +262,16 @@ fn scale_up(policy: &ScalingPolicy, load: &Load, current: i32) -> Decision {
         );
     }
     let why = if current == 0 {
-        format!(
+        let woken = format!(
             "backlog {} reached activation {}",
             load.backlog, policy.activation_backlog
-        )
+        );
+        // The drain target's rates say why this many, not just why any.
+        if load.text.starts_with("backlog ") {
+            woken
+        } else {
+            format!("{woken}; {}", load.text)
+        }
     } else {
         load.text.clone()
     };
