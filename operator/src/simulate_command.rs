@@ -8,13 +8,15 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use warren_operator::simulate::compare::{self, Frame, Recorded};
 use warren_operator::simulate::distribution::Distribution;
 use warren_operator::simulate::keda_model::KedaSettings;
+use warren_operator::simulate::real_run::parse_real_csv;
 use warren_operator::simulate::report::{Outcome, json, markdown};
 use warren_operator::simulate::spec::seconds;
 use warren_operator::simulate::taskqueue_file::{TaskQueueFile, labelled, parse_taskqueues};
 use warren_operator::simulate::trace::TraceSpec;
-use warren_operator::simulate::{PolicyKind, Settings, contenders, run, svg, tasks_of};
+use warren_operator::simulate::{Contender, PolicyKind, Settings, contenders, run, svg, tasks_of};
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -79,6 +81,13 @@ pub struct SimulateArgs {
     /// Write a chart: the backlog and the replicas over time, a line per policy.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+    /// A real run on the same arrivals (t_s,queue,spec_replicas,ready,unacked, as
+    /// make sim-check-record's real.csv): each TaskQueue's queue is compared with
+    /// its simulated run (peak replicas, time to peak, drained, back to the minimum,
+    /// the replicas' and the backlog's error) after the table and in --json, and
+    /// drawn in --svg as "real (<name>)".
+    #[arg(long, value_name = "FILE")]
+    real: Option<PathBuf>,
     #[command(flatten)]
     keda: KedaArgs,
 }
@@ -186,15 +195,14 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         .collect();
     let started = Instant::now();
     let rows = contenders(&queues, &kinds);
+    let tasks: Vec<Vec<(f64, f64)>> = rows
+        .iter()
+        .map(|row| tasks_of(&trace, &settings, &row.spec.queue))
+        .collect();
     let outcomes: Vec<Outcome> = rows
         .iter()
-        .map(|row| {
-            run(
-                &tasks_of(&trace, &settings, &row.spec.queue),
-                row,
-                &settings,
-            )
-        })
+        .zip(&tasks)
+        .map(|(row, tasks)| run(tasks, row, &settings))
         .collect();
     eprintln!(
         "simulated {} arrivals x {} policies in {:.0?}",
@@ -202,6 +210,17 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         outcomes.len(),
         started.elapsed()
     );
+    let recorded = match &args.real {
+        Some(path) => read_real(path, &rows)?,
+        None => Vec::new(),
+    };
+    let runs: Vec<_> = rows
+        .iter()
+        .zip(&outcomes)
+        .zip(&tasks)
+        .map(|((row, outcome), tasks)| (row, outcome, Frame::of(row, tasks)))
+        .collect();
+    let compared = compare::compare_each(&runs, &recorded);
     let queued: BTreeSet<&str> = trace
         .arrivals
         .iter()
@@ -213,13 +232,21 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         // A recorded trace of several queues: each TaskQueue replays its own.
         format!(" on {}", queued.into_iter().collect::<Vec<_>>().join(", "))
     };
+    let summary_line = settings.summary_line(&trace);
     println!(
-        "trace `{}`: {} tasks{note}; {}\n",
+        "trace `{}`: {} tasks{note}; {summary_line}\n",
         trace.name,
         trace.arrivals.len(),
-        settings.summary_line()
     );
     print!("{}", markdown(&outcomes));
+    if let Some(path) = &args.real {
+        println!(
+            "\nAgainst the real run {}: real / simulated (simulated - real); times in \
+             seconds on the trace's clock, read at the real samples' times.\n",
+            path.display()
+        );
+        print!("{}", compare::markdown(&compared));
+    }
     if args.explain {
         for outcome in &outcomes {
             eprintln!("== {}", outcome.summary.label);
@@ -229,18 +256,52 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(path) = &args.json {
-        let document = json(&trace.name, settings.describe(), &outcomes);
+        let mut document = json(&trace.name, settings.describe(&trace), &outcomes);
+        if args.real.is_some()
+            && let Some(fields) = document.as_object_mut()
+        {
+            fields.extend(compare::json(&recorded, &compared));
+        }
         let text = serde_json::to_string_pretty(&document)?;
         write(path, &(text + "\n"))?;
     }
     if let Some(path) = &args.svg {
         let title = format!("warren simulate: {}", trace.name);
-        write(
-            path,
-            &svg::render(&title, &settings.summary_line(), &outcomes),
-        )?;
+        let mut lines = svg::lines_of(&outcomes);
+        lines.extend(recorded.iter().map(|r| svg::Line {
+            label: &r.label,
+            series: &r.series,
+            colour: r.colour,
+            recorded: true,
+        }));
+        write(path, &svg::render_lines(&title, &summary_line, &lines))?;
     }
     Ok(())
+}
+
+/// The recorded series of the queues the contenders scale (`--real`); the
+/// queues on only one side are named on stderr.
+fn read_real(path: &Path, rows: &[Contender]) -> anyhow::Result<Vec<Recorded>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the real run {}", path.display()))?;
+    let series = parse_real_csv(&text).with_context(|| format!("{}", path.display()))?;
+    let recorded = compare::recorded_for(rows, &series);
+    for queue in series.keys() {
+        if !recorded.iter().any(|r| &r.queue == queue) {
+            eprintln!("{}: no TaskQueue scales {queue}", path.display());
+        }
+    }
+    for row in rows {
+        if !series.contains_key(&row.spec.queue) {
+            eprintln!(
+                "{}: nothing recorded of {} ({})",
+                path.display(),
+                row.spec.queue,
+                row.label
+            );
+        }
+    }
+    Ok(recorded)
 }
 
 /// The TaskQueues of a file: one, several YAML documents, or a `kind: List`.

@@ -17,9 +17,11 @@
 
 pub mod agenda;
 pub mod broker_view;
+pub mod compare;
 pub mod distribution;
 pub mod fleet;
 pub mod keda_model;
+pub mod real_run;
 pub mod recorded;
 pub mod replica_set;
 pub mod report;
@@ -81,10 +83,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings as recorded in the JSON output.
-    pub fn describe(&self) -> serde_json::Value {
+    /// The settings as recorded in the JSON output, with where `trace`'s service
+    /// times come from.
+    pub fn describe(&self, trace: &Trace) -> serde_json::Value {
         serde_json::json!({
-            "service_time": self.service_time.to_string(),
+            "service_time": self.service_source(trace),
             "startup": self.startup.to_string(),
             "concurrency": self.concurrency,
             "grace_period_s": self.grace_period,
@@ -107,11 +110,29 @@ impl Settings {
     }
 
     /// One line for a chart's subtitle.
-    pub fn summary_line(&self) -> String {
+    pub fn summary_line(&self, trace: &Trace) -> String {
         format!(
             "service {}, start-up {}, concurrency {}, seed {}",
-            self.service_time, self.startup, self.concurrency, self.seed
+            self.service_source(trace),
+            self.startup,
+            self.concurrency,
+            self.seed
         )
+    }
+
+    /// Where the service times of `trace`'s tasks come from: the trace itself
+    /// (a recorded one with a service column), `service_time`, or both.
+    pub fn service_source(&self, trace: &Trace) -> String {
+        let recorded = trace
+            .arrivals
+            .iter()
+            .filter(|a| a.service.is_some())
+            .count();
+        match recorded {
+            0 => self.service_time.to_string(),
+            n if n == trace.arrivals.len() => "from the trace".to_owned(),
+            _ => format!("from the trace, else {}", self.service_time),
+        }
     }
 }
 

@@ -198,17 +198,22 @@ pub fn json(trace: &str, settings: serde_json::Value, outcomes: &[Outcome]) -> s
         .map(|o| {
             serde_json::json!({
                 "summary": o.summary,
-                "series": {
-                    "t": o.series.iter().map(|p| p.t).collect::<Vec<_>>(),
-                    "ready": o.series.iter().map(|p| p.ready).collect::<Vec<_>>(),
-                    "unacked": o.series.iter().map(|p| p.unacked).collect::<Vec<_>>(),
-                    "replicas": o.series.iter().map(|p| p.replicas).collect::<Vec<_>>(),
-                },
+                "series": columns(&o.series),
                 "decisions": o.decisions,
             })
         })
         .collect();
     serde_json::json!({ "trace": trace, "settings": settings, "policies": policies })
+}
+
+/// A series as JSON columns: `t`, `ready`, `unacked`, `replicas`.
+pub fn columns(series: &[Point]) -> serde_json::Value {
+    serde_json::json!({
+        "t": series.iter().map(|p| p.t).collect::<Vec<_>>(),
+        "ready": series.iter().map(|p| p.ready).collect::<Vec<_>>(),
+        "unacked": series.iter().map(|p| p.unacked).collect::<Vec<_>>(),
+        "replicas": series.iter().map(|p| p.replicas).collect::<Vec<_>>(),
+    })
 }
 
 #[cfg(test)]

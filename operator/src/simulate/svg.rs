@@ -1,7 +1,9 @@
 //! The comparison as a picture: the backlog (ready messages) over time in the top
 //! panel and the replicas in the bottom one, one coloured step line per policy,
-//! with axes, ticks, a legend and a title naming the trace. Hand-written SVG;
-//! every text is escaped, so the document stays well-formed whatever the labels.
+//! with axes, ticks, a legend and a title naming the trace. A recorded real run
+//! (`--real`) is drawn as a wide pale band of the colour of the simulated line it
+//! is compared with, beneath it. Hand-written SVG; every text is escaped, so the
+//! document stays well-formed whatever the labels.
 
 use std::fmt::Write;
 
@@ -21,11 +23,41 @@ const COLOURS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
 ];
 
+/// One line of the chart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Line<'a> {
+    pub label: &'a str,
+    pub series: &'a [Point],
+    /// Index into the palette (cycled).
+    pub colour: usize,
+    /// A recorded run: a wide pale band, drawn beneath the simulated lines.
+    pub recorded: bool,
+}
+
+/// The simulated line of each outcome, coloured in order.
+pub fn lines_of(outcomes: &[Outcome]) -> Vec<Line<'_>> {
+    outcomes
+        .iter()
+        .enumerate()
+        .map(|(colour, o)| Line {
+            label: &o.summary.label,
+            series: &o.series,
+            colour,
+            recorded: false,
+        })
+        .collect()
+}
+
 /// An SVG document of `outcomes` under `title` and a line of `subtitle`.
 pub fn render(title: &str, subtitle: &str, outcomes: &[Outcome]) -> String {
-    let end = outcomes
+    render_lines(title, subtitle, &lines_of(outcomes))
+}
+
+/// An SVG document of `lines` (recorded ones beneath the others), in legend order.
+pub fn render_lines(title: &str, subtitle: &str, lines: &[Line<'_>]) -> String {
+    let end = lines
         .iter()
-        .flat_map(|o| o.series.last())
+        .flat_map(|l| l.series.last())
         .map(|p| p.t)
         .fold(1.0, f64::max);
     let (unit, unit_name) = if end > 900.0 {
@@ -56,23 +88,26 @@ pub fn render(title: &str, subtitle: &str, outcomes: &[Outcome]) -> String {
     ];
     for (index, (name, value)) in panels.into_iter().enumerate() {
         let top = TOP + index as f64 * (PANEL + GAP);
-        let highest = outcomes
+        let highest = lines
             .iter()
-            .flat_map(|o| o.series.iter().map(value))
+            .flat_map(|l| l.series.iter().map(value))
             .max()
             .unwrap_or(0);
         let y_axis = Axis::new(highest as f64);
         let y = |v: usize| top + PANEL - PANEL * v as f64 / y_axis.top;
         frame(&mut svg, top, name, &x_axis, &y_axis, unit_name);
-        for (outcome, colour) in outcomes.iter().zip(COLOURS.iter().cycle()) {
+        let beneath = lines.iter().filter(|l| l.recorded);
+        for line in beneath.chain(lines.iter().filter(|l| !l.recorded)) {
             let _ = writeln!(
                 svg,
-                r#"<path d="{}" fill="none" stroke="{colour}" stroke-width="1.6"/>"#,
-                step_path(&outcome.series, &x, &y, value)
+                r#"<path d="{}" fill="none" stroke="{}" {}/>"#,
+                step_path(line.series, &x, &y, value),
+                colour(line),
+                stroke(line, 1.6),
             );
         }
     }
-    legend(&mut svg, outcomes);
+    legend(&mut svg, lines);
     svg.push_str("</svg>\n");
     svg
 }
@@ -169,17 +204,32 @@ fn step_path(
     d
 }
 
-fn legend(svg: &mut String, outcomes: &[Outcome]) {
+fn colour(line: &Line<'_>) -> &'static str {
+    COLOURS[line.colour % COLOURS.len()]
+}
+
+/// The stroke attributes of a line: `width` wide, or a wide pale band when recorded.
+fn stroke(line: &Line<'_>, width: f64) -> String {
+    if line.recorded {
+        r#"stroke-width="7" stroke-opacity="0.3" stroke-linejoin="round""#.to_owned()
+    } else {
+        format!(r#"stroke-width="{width}""#)
+    }
+}
+
+fn legend(svg: &mut String, lines: &[Line<'_>]) {
     let x = WIDTH - RIGHT + 20.0;
-    for (index, (outcome, colour)) in outcomes.iter().zip(COLOURS.iter().cycle()).enumerate() {
+    for (index, line) in lines.iter().enumerate() {
         let y = TOP + 10.0 + 22.0 * index as f64;
         let _ = writeln!(
             svg,
-            r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{colour}" stroke-width="3"/><text x="{}" y="{}">{}</text>"#,
+            r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{}" {}/><text x="{}" y="{}">{}</text>"#,
             x + 24.0,
+            colour(line),
+            stroke(line, 3.0),
             x + 30.0,
             y + 4.0,
-            escape(&outcome.summary.label)
+            escape(line.label)
         );
     }
 }

@@ -176,3 +176,36 @@ fn axes_tick_in_one_two_five_steps() {
         assert_eq!((axis.step, axis.top), (step, top), "{highest}");
     }
 }
+
+#[test]
+fn a_recorded_run_is_a_pale_band_beneath_its_simulated_line() {
+    let outcomes = [outcome(
+        "worker-a",
+        vec![(0.0, 0, 0), (2.0, 30, 3), (9.0, 0, 0)],
+    )];
+    let real = outcome("real", vec![(0.5, 4, 0), (3.0, 28, 3), (13.0, 0, 0)]).series;
+    let mut lines = lines_of(&outcomes);
+    lines.push(Line {
+        label: "real (worker-a)",
+        series: &real,
+        colour: 0,
+        recorded: true,
+    });
+    let svg = render_lines("sim-check", "seed 1", &lines);
+    well_formed(&svg).expect("well-formed");
+    let paths: Vec<&str> = svg.lines().filter(|l| l.starts_with("<path ")).collect();
+    assert_eq!(paths.len(), 4, "two panels x two lines");
+    for panel in paths.chunks(2) {
+        assert!(
+            panel[0].contains(r#"stroke-opacity="0.3""#),
+            "recorded first"
+        );
+        assert!(panel[1].contains(r#"stroke-width="1.6""#));
+        assert!(panel.iter().all(|p| p.contains(COLOURS[0])), "one colour");
+    }
+    assert!(svg.contains(">real (worker-a)<"));
+    assert!(
+        svg.contains(">15<"),
+        "the time axis reaches the recorded run's end"
+    );
+}

@@ -135,4 +135,14 @@ fn tasks_come_with_the_traces_service_times_and_for_their_queue() {
         tasks_of(&trace, &settings(), "queue_b"),
         [(0.5, 2.0), (1.0, 1.0)]
     );
+    assert_eq!(
+        settings().service_source(&trace),
+        "from the trace, else const:1s"
+    );
+    let recorded = Trace {
+        arrivals: trace.arrivals[..2].to_vec(),
+        ..trace.clone()
+    };
+    assert_eq!(settings().service_source(&recorded), "from the trace");
+    assert_eq!(settings().service_source(&burst(3)), "const:1s");
 }
