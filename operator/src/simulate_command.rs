@@ -37,8 +37,9 @@ pub struct SimulateArgs {
     /// (KEDA + HPA on each distinct target/min/max).
     #[arg(long = "policy", value_enum, default_values_t = [Policy::Warren, Policy::Keda])]
     policies: Vec<Policy>,
-    /// Service time of tasks the trace gives none: const:S, uniform:A-B, exp:MEAN or
-    /// lognormal:MEAN:SD, in seconds or with units (500ms, 2s). The default, tasks of
+    /// Service time of tasks the trace gives none: const:S, uniform:A-B, exp:MEAN,
+    /// lognormal:MEAN:SD or values:A,B,... (one of the listed, drawn at random: measured
+    /// durations), in seconds or with units (500ms, 2s). The default, tasks of
     /// about a second skewed as real ones are; the demo tasks are uniform:0.1-0.2.
     #[arg(long, value_name = "DIST", default_value = "lognormal:1:0.5")]
     service_time: Distribution,

@@ -1,7 +1,9 @@
 //! Random durations for service times and pod start-up: `const:0.5`,
-//! `uniform:0.2-0.8`, `exp:0.5` (mean) and `lognormal:MEAN:SD` (the mean and
-//! standard deviation of the duration itself, not of its logarithm). Values are
-//! seconds and take the units of [`super::spec::seconds`] (`500ms`, `2s`).
+//! `uniform:0.2-0.8`, `exp:0.5` (mean), `lognormal:MEAN:SD` (the mean and
+//! standard deviation of the duration itself, not of its logarithm) and
+//! `values:A,B,C` (measured durations, one drawn at random each time, all equally
+//! likely: the empirical distribution of a sample). Values are seconds and take
+//! the units of [`super::spec::seconds`] (`500ms`, `2s`).
 //!
 //! Sampling draws from the simulator's seeded generator, so a seed replays the
 //! same durations.
@@ -17,15 +19,26 @@ use super::spec::{SpecError, seconds};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Distribution {
     Const(f64),
-    Uniform { low: f64, high: f64 },
-    Exp { mean: f64 },
-    LogNormal { mean: f64, sd: f64 },
+    Uniform {
+        low: f64,
+        high: f64,
+    },
+    Exp {
+        mean: f64,
+    },
+    LogNormal {
+        mean: f64,
+        sd: f64,
+    },
+    /// One of these, each as likely (never empty).
+    Values(Vec<f64>),
 }
 
 impl Distribution {
     /// One duration in seconds, never negative.
     pub fn sample(&self, rng: &mut SimRng) -> f64 {
         match *self {
+            Self::Values(ref values) => values[rng.random_range(0..values.len())],
             Self::Const(value) => value,
             Self::Uniform { low, high } => low + (high - low) * rng.random::<f64>(),
             // Inverse transform; 1 - u lies in (0, 1], so the logarithm is finite.
@@ -43,6 +56,7 @@ impl Distribution {
             Self::Const(value) => value,
             Self::Uniform { low, high } => (low + high) / 2.0,
             Self::Exp { mean } | Self::LogNormal { mean, .. } => mean,
+            Self::Values(ref values) => values.iter().sum::<f64>() / values.len() as f64,
         }
     }
 }
@@ -66,7 +80,7 @@ impl FromStr for Distribution {
         let (kind, rest) = text.split_once(':').ok_or_else(|| {
             SpecError::new(
                 text,
-                "expected const:S, uniform:A-B, exp:MEAN or lognormal:MEAN:SD",
+                "expected const:S, uniform:A-B, exp:MEAN, lognormal:MEAN:SD or values:A,B,...",
             )
         })?;
         let parsed = match kind {
@@ -94,10 +108,17 @@ impl FromStr for Distribution {
                 }
                 Self::LogNormal { mean, sd }
             }
+            "values" => Self::Values(
+                rest.split(',')
+                    .map(seconds)
+                    .collect::<Result<Vec<f64>, SpecError>>()?,
+            ),
             other => {
                 return Err(SpecError::new(
                     text,
-                    format!("unknown distribution {other:?}: use const, uniform, exp or lognormal"),
+                    format!(
+                        "unknown distribution {other:?}: use const, uniform, exp, lognormal or values"
+                    ),
                 ));
             }
         };
@@ -112,6 +133,10 @@ impl fmt::Display for Distribution {
             Self::Uniform { low, high } => write!(f, "uniform:{low}-{high}s"),
             Self::Exp { mean } => write!(f, "exp:{mean}s"),
             Self::LogNormal { mean, sd } => write!(f, "lognormal:{mean}s:{sd}s"),
+            Self::Values(values) => {
+                let listed: Vec<String> = values.iter().map(f64::to_string).collect();
+                write!(f, "values:{}s", listed.join(","))
+            }
         }
     }
 }
@@ -147,6 +172,10 @@ mod tests {
             "lognormal:1:0.5".parse(),
             Ok(Distribution::LogNormal { mean: 1.0, sd: 0.5 })
         );
+        assert_eq!(
+            "values:0.61,1.4s,3040ms".parse(),
+            Ok(Distribution::Values(vec![0.61, 1.4, 3.04]))
+        );
         for bad in [
             "0.5",
             "gamma:1",
@@ -155,6 +184,9 @@ mod tests {
             "lognormal:1",
             "lognormal:0:1",
             "exp:-1",
+            "values:",
+            "values:1,,2",
+            "values:1,-2",
         ] {
             assert!(bad.parse::<Distribution>().is_err(), "{bad}");
         }
@@ -168,6 +200,7 @@ mod tests {
             "exp:0.5",
             "lognormal:1:0.5",
             "lognormal:2:3",
+            "values:0.61,1.4,3.04,1.7",
         ] {
             let distribution: Distribution = spec.parse().expect("valid");
             let (mean, _) = mean_and_sd(&distribution, 200_000);
@@ -200,5 +233,24 @@ mod tests {
         };
         assert_eq!(draw(1), draw(1));
         assert_ne!(draw(1), draw(2));
+    }
+
+    #[test]
+    fn values_draw_only_and_all_of_the_listed() {
+        let distribution: Distribution = "values:1,2,5".parse().expect("valid");
+        let mut rng = SimRng::seed_from_u64(3);
+        let mut seen = [0; 3];
+        for _ in 0..3000 {
+            let value = distribution.sample(&mut rng);
+            let index = [1.0, 2.0, 5.0].iter().position(|v| *v == value);
+            seen[index.expect("a listed value")] += 1;
+        }
+        assert!(seen.iter().all(|n| (900..1100).contains(n)), "{seen:?}");
+        assert_eq!(distribution.mean(), 8.0 / 3.0);
+        assert_eq!(distribution.to_string(), "values:1,2,5s");
+        assert_eq!(
+            distribution.to_string().parse::<Distribution>(),
+            Ok(distribution)
+        );
     }
 }
