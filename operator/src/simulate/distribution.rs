@@ -50,6 +50,23 @@ impl Distribution {
         }
     }
 
+    /// The spec, shortened for a line of text: a list of more than four values
+    /// as their count, range and mean.
+    pub fn brief(&self) -> String {
+        match self {
+            Self::Values(values) if values.len() > 4 => {
+                let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+                let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                format!(
+                    "{} values {low}-{high}s (mean {:.2}s)",
+                    values.len(),
+                    self.mean()
+                )
+            }
+            _ => self.to_string(),
+        }
+    }
+
     /// The distribution's mean in seconds.
     pub fn mean(&self) -> f64 {
         match *self {
@@ -248,6 +265,9 @@ mod tests {
         assert!(seen.iter().all(|n| (900..1100).contains(n)), "{seen:?}");
         assert_eq!(distribution.mean(), 8.0 / 3.0);
         assert_eq!(distribution.to_string(), "values:1,2,5s");
+        assert_eq!(distribution.brief(), "values:1,2,5s");
+        let many: Distribution = "values:0.6,3,1,2,1.5".parse().expect("valid");
+        assert_eq!(many.brief(), "5 values 0.6-3s (mean 1.62s)");
         assert_eq!(
             distribution.to_string().parse::<Distribution>(),
             Ok(distribution)

@@ -83,11 +83,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings as recorded in the JSON output, with where `trace`'s service
-    /// times come from.
+    /// The settings as recorded in the JSON output, with how many of `trace`'s
+    /// tasks bring their own service time.
     pub fn describe(&self, trace: &Trace) -> serde_json::Value {
         serde_json::json!({
-            "service_time": self.service_source(trace),
+            "service_time": self.service_time.to_string(),
+            "tasks_with_their_own_service_time": own_service_times(trace),
             "startup": self.startup.to_string(),
             "concurrency": self.concurrency,
             "grace_period_s": self.grace_period,
@@ -109,12 +110,12 @@ impl Settings {
         })
     }
 
-    /// One line for a chart's subtitle.
+    /// One line for a chart's subtitle (a long list of values shortened).
     pub fn summary_line(&self, trace: &Trace) -> String {
         format!(
             "service {}, start-up {}, concurrency {}, seed {}",
             self.service_source(trace),
-            self.startup,
+            self.startup.brief(),
             self.concurrency,
             self.seed
         )
@@ -123,17 +124,21 @@ impl Settings {
     /// Where the service times of `trace`'s tasks come from: the trace itself
     /// (a recorded one with a service column), `service_time`, or both.
     pub fn service_source(&self, trace: &Trace) -> String {
-        let recorded = trace
-            .arrivals
-            .iter()
-            .filter(|a| a.service.is_some())
-            .count();
-        match recorded {
-            0 => self.service_time.to_string(),
+        match own_service_times(trace) {
+            0 => self.service_time.brief(),
             n if n == trace.arrivals.len() => "from the trace".to_owned(),
-            _ => format!("from the trace, else {}", self.service_time),
+            _ => format!("from the trace, else {}", self.service_time.brief()),
         }
     }
+}
+
+/// Arrivals of `trace` that carry their own service time.
+fn own_service_times(trace: &Trace) -> usize {
+    trace
+        .arrivals
+        .iter()
+        .filter(|a| a.service.is_some())
+        .count()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
