@@ -114,6 +114,10 @@ bench-scale-down: rabbitmq-up tools ## Scale-down on real worker pods, IdleFirst
 simulate: ## warren and the KEDA model on three standard traces, for every TaskQueue in docs/simulate/ (no cluster); writes docs/simulate/results.md and SVGs
 	CARGO=$(CARGO) bash deploy/local/simulate-traces.sh
 
+.PHONY: sim-check
+sim-check: ## The simulator against the recorded real run in docs/bench-results/sim-check/ (no cluster): writes comparison.md, comparison.json and timeline.svg there
+	CARGO=$(CARGO) bash deploy/local/sim-check.sh
+
 .PHONY: sim-check-record
 sim-check-record: rabbitmq-up tools ## A real autoscaling run on the local cluster's real node (the seed's workers, 24 tasks/s for 45 s) recorded for checking the simulator; writes docs/bench-results/sim-check/
 	bash deploy/local/sim-check-record.sh
