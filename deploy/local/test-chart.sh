@@ -81,12 +81,16 @@ samples_valid() { # the documented samples are what the API server accepts
 }
 check "deploy/samples/*.yaml accepted by the API server (dry run)" samples_valid
 drain_rejected() { # a drainWithin out of range is refused naming the field
-  k -n default apply --dry-run=server -f - 2>&1 <<'YAML' | grep -q 'spec.drainWithin must be between 1s and 24h'
+  # The output is captured first: under pipefail kubectl's refusal (exit 1) would fail a pipe into grep.
+  local out
+  out="$(k -n default apply --dry-run=server -f - 2>&1 <<'YAML'
 apiVersion: warren.dev/v1alpha1
 kind: TaskQueue
 metadata: {name: bad-drain}
 spec: {queue: q, scaleTargetRef: {name: w}, maxReplicas: 3, drainWithin: 0s}
 YAML
+)"
+  grep -q 'spec.drainWithin must be between 1s and 24h' <<<"$out" || { echo "$out" >&2; return 1; }
 }
 check "drainWithin: 0s rejected with the field's name" drain_rejected
 
