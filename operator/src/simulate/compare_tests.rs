@@ -220,18 +220,7 @@ fn every_contender_is_compared_with_its_queues_recording() {
     let outcome = |up, down| Outcome {
         summary: crate::simulate::report::Summary {
             label: String::new(),
-            tasks: 0,
-            published: 0,
-            wait_p50_s: 0.0,
-            wait_p95_s: 0.0,
-            wait_p99_s: 0.0,
-            longest_backlog: 0,
-            time_to_drain_s: None,
-            pod_seconds: 0.0,
-            scale_events: 0,
-            peak_replicas: 0,
-            interrupted: 0,
-            end_s: 0.0,
+            ..Default::default()
         },
         series: series(fine(40.0), run(up, down)),
         decisions: Vec::new(),

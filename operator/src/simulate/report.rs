@@ -51,7 +51,7 @@ impl BacklogRecord {
 }
 
 /// The numbers of one policy's run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Summary {
     pub label: String,
     /// Tasks acknowledged, of `published`.

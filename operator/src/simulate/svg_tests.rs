@@ -86,18 +86,7 @@ fn outcome(label: &str, series: Vec<(f64, usize, usize)>) -> Outcome {
     Outcome {
         summary: Summary {
             label: label.into(),
-            tasks: 0,
-            published: 0,
-            wait_p50_s: 0.0,
-            wait_p95_s: 0.0,
-            wait_p99_s: 0.0,
-            longest_backlog: 0,
-            time_to_drain_s: None,
-            pod_seconds: 0.0,
-            scale_events: 0,
-            peak_replicas: 0,
-            interrupted: 0,
-            end_s: 0.0,
+            ..Default::default()
         },
         series: series
             .into_iter()
