@@ -12,6 +12,11 @@
 #                           (examples/seed.yaml) in a fresh NS, queue_a and queue_b
 #                           emptied first, the local values in DIR/values.yaml (needs a
 #                           `helm_` function)
+#   start_sampler NS DIR S  sim_check_sample.py sampling NS's worker Deployments and
+#                           their queues every S seconds into DIR/samples.csv, through a
+#                           kubectl proxy; both pids appended to the caller's `pids`
+#                           array (its cleanup kills them), the sampler's in `sampler`;
+#                           returns after the first sample. `touch DIR/stop` ends it.
 
 CONTAINERD_SOCK="$WARREN_STATE/node/containerd/containerd.sock"
 
@@ -77,3 +82,19 @@ install_seed() {
   helm_ install warren "$WARREN_ROOT/charts/warren" -n "$ns" --wait --timeout 120s \
     -f "$WARREN_ROOT/charts/warren/examples/seed.yaml" -f "$dir/values.yaml" >/dev/null
 }
+
+start_sampler() {
+  local ns="$1" dir="$2" interval="$3" api
+  # kubectl itself in the background (not the k function's subshell), so that its pid is $!.
+  kubectl --kubeconfig="$WARREN_KUBECONFIG" proxy --port=0 >"$dir/proxy.log" 2>&1 &
+  pids+=("$!")
+  wait_for "kubectl proxy" 20 grep -q 'Starting to serve' "$dir/proxy.log" || die "kubectl proxy did not start"
+  api="http://$(sed -n 's/^Starting to serve on //p' "$dir/proxy.log" | head -1)"
+  rm -f "$dir/stop"
+  python3 "$HERE/sim_check_sample.py" "$api" "$ns" "$dir" "$dir/stop" --interval "$interval" \
+    2>"$dir/sampler.log" &
+  sampler=$!
+  pids+=("$sampler")
+  wait_for "the first sample" 20 sampled "$dir" || die "the sampler wrote nothing: $dir/sampler.log"
+}
+sampled() { [[ -n "$(tail -n +2 "$1/samples.csv" 2>/dev/null)" ]]; } # dir

@@ -80,17 +80,7 @@ say "waiting for the operator to scale the idle workers to zero"
 wait_for "worker Deployments at 0 replicas, no worker pods" 120 no_workers || die "the workers did not go to zero"
 kn get tq -o json >"$logs/taskqueues.json"
 
-# kubectl itself in the background (not the k function's subshell), so that its pid is $!.
-kubectl --kubeconfig="$WARREN_KUBECONFIG" proxy --port=0 >"$logs/proxy.log" 2>&1 &
-pids+=("$!")
-wait_for "kubectl proxy" 20 grep -q 'Starting to serve' "$logs/proxy.log" || die "kubectl proxy did not start"
-api="http://$(sed -n 's/^Starting to serve on //p' "$logs/proxy.log" | head -1)"
-python3 "$HERE/sim_check_sample.py" "$api" "$NS" "$logs" "$logs/stop" --interval "$INTERVAL" \
-  2>"$logs/sampler.log" &
-pids+=("$!")
-sampler=$!
-sampled() { [[ -n "$(tail -n +2 "$logs/samples.csv" 2>/dev/null)" ]]; }
-wait_for "the first sample" 20 sampled || die "the sampler wrote nothing: $logs/sampler.log"
+start_sampler "$NS" "$logs" "$INTERVAL"
 
 status_line() { # seconds since the load's start -> one line from the latest samples
   tail -n 2 "$logs/samples.csv" | awk -F, -v t="$1" '
