@@ -5,7 +5,8 @@
 # times per policy, alternating. Writes docs/bench-results/scale-down.json: per run,
 # tasks interrupted (redelivered), duplicates, task-seconds wasted, the delay from the
 # last short task's result to the scale-down; and the operator's consumer reads
-# (requests, latency) next to them. Expects the cluster up (make bench does it).
+# (requests, latency) next to them; and scale-down.svg beside it, the first run of each
+# policy drawn by scale_down_chart.py. Expects the cluster up (make bench does it).
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -61,4 +62,7 @@ python3 "$HERE/idle_first_bench.py" --records "$records" --reps "$REPS" \
   --metrics-before "$metrics_before" --metrics-after "$(operator_metrics_json)" >"$OUT" ||
   die "cannot summarise the runs"
 log "wrote $OUT"
+python3 "$HERE/scale_down_chart.py" --results "$OUT" --out "${OUT%.json}.svg" ||
+  die "cannot draw the runs from $OUT"
+log "wrote ${OUT%.json}.svg"
 summary

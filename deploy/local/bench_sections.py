@@ -273,6 +273,16 @@ def scale_down_section(run):
             f"{p['wasted_task_s_per_scale_down']:g} | {delays} |"
         )
     out.append("")
+    if (run.results_dir / "scale-down.svg").exists():
+        out += [
+            (
+                "The first run of each policy, as bench-scale-down.sh drew it "
+                "(`scale_down_chart.py`, from the runs' `timeline` in scale-down.json):"
+            ),
+            "",
+            "![IdleFirst against Any: replicas and each task over one run](bench-results/scale-down.svg)",
+            "",
+        ]
     notes = []
     early = [d for d in (r.get("Any") or {}).get("scale_down_delays_s", []) if d < 0]
     if early:

@@ -8,7 +8,9 @@ measured by the test, outside the operator: interrupted tasks are redeliveries,
 duplicates are acks beyond the tasks sent, wasted task-seconds are the long tasks'
 time beyond their own duration, and the scale-down delay runs from the last short
 task's result to the first replica change below the peak (negative when the
-scale-down came first).
+scale-down came first). The record's `timeline` keeps the run on its own clock (0 = the
+first task sent), for scale_down_chart.py: each task's send and result, and the
+replica changes.
 """
 
 import argparse
@@ -42,6 +44,24 @@ def replica_changes(directory, name):
         if len(fields) == 2 and fields[1].isdigit():
             changes.append((float(fields[0]), int(fields[1])))
     return changes
+
+
+def timeline(short, long, changes, long_s):
+    t0 = min((s["start"] for s in short + long), default=0.0)
+    tasks = [
+        {
+            "kind": kind,
+            "sent_s": round(s["start"] - t0, 2),
+            "result_s": round(s["end"] - t0, 2),
+            "ok": s["ok"],
+            "extra_s": round(max(0.0, (s["end"] - s["start"]) - long_s), 1)
+            if kind == "long"
+            else 0.0,
+        }
+        for kind, group in (("short", short), ("long", long))
+        for s in group
+    ]
+    return {"tasks": tasks, "replicas": [[round(t - t0, 2), r] for t, r in changes]}
 
 
 def main():
@@ -80,6 +100,7 @@ def main():
         "scale_down_delay_s": (
             round(first_down - short_done, 2) if first_down and short_done else None
         ),
+        "timeline": timeline(short, long, changes, a.long),
     }
     print(json.dumps(record))
 
