@@ -8,8 +8,9 @@
 #                           is the node's forwarder to the loopback RabbitMQ)
 #   local_values GRACE      chart values that put every pod on the real node with the
 #                           imported images, workers draining for GRACE seconds
-#   install_seed NS DIR     `helm install warren` of the chart with the seed's workers
-#                           (examples/seed.yaml) in a fresh NS, queue_a and queue_b
+#   install_seed NS DIR [VALUES]
+#                           `helm install warren` of the chart with the seed's workers
+#                           (VALUES, examples/seed.yaml) in a fresh NS, queue_a and queue_b
 #                           emptied first, the local values in DIR/values.yaml (needs a
 #                           `helm_` function)
 #   start_sampler NS DIR S  sim_check_sample.py sampling NS's worker Deployments and
@@ -74,13 +75,13 @@ YAML
 }
 
 install_seed() {
-  local ns="$1" dir="$2" q
+  local ns="$1" dir="$2" seed="${3:-$WARREN_ROOT/charts/warren/examples/seed.yaml}" q
   k delete namespace "$ns" --ignore-not-found --wait --timeout=60s >/dev/null
   local_namespace "$ns"
   for q in queue_a queue_b; do mgmt "/api/queues/%2f/$q/contents" -X DELETE >/dev/null 2>&1 || true; done
   local_values 30 >"$dir/values.yaml"
   helm_ install warren "$WARREN_ROOT/charts/warren" -n "$ns" --wait --timeout 120s \
-    -f "$WARREN_ROOT/charts/warren/examples/seed.yaml" -f "$dir/values.yaml" >/dev/null
+    -f "$seed" -f "$dir/values.yaml" >/dev/null
 }
 
 start_sampler() {

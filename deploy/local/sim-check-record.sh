@@ -14,6 +14,8 @@
 #   real.csv         t_s,queue,spec_replicas,ready_pods,ready,unacked: what the operator
 #                    and the pods did, and the queue's counts
 #   taskqueues.yaml  the TaskQueues as applied (spec)
+#   values.yaml      the chart values of the workers (SIM_CHECK_SEED, the seed's by
+#                    default; charts/warren/examples/seed-drain.yaml has drain targets)
 #   startup.json     pod start-up delays (creation -> Ready), per pod and count/min/p50/max;
 #                    per queue: peak replicas, drained, back to zero; date, commit, load
 # The outputs are replaced only by a run that got that far. Expects RabbitMQ up (make
@@ -30,6 +32,8 @@ LOG_TAG=sim-check
 bin="$WARREN_ROOT/target/$(uname -m)-unknown-linux-musl/release"
 logs="$WARREN_ROOT/.local/sim-check"
 out="${SIM_CHECK_OUT:-$WARREN_ROOT/docs/bench-results/sim-check}"
+seed="${SIM_CHECK_SEED:-$WARREN_ROOT/charts/warren/examples/seed.yaml}"
+[[ -f "$seed" ]] || die "SIM_CHECK_SEED: no such file: $seed"
 NS=warren-sim-check
 INTERVAL=0.5
 load=(load-test --rate "${SIM_CHECK_RATE:-24}" --duration "${SIM_CHECK_DURATION:-45s}"
@@ -66,10 +70,10 @@ sources_match() { # commit: the working tree's sources are that commit's
 }
 commit="$(git -C "$WARREN_ROOT" rev-parse HEAD)"
 sources_match "$commit" || commit+="-dirty"
-say "images, and helm install warren charts/warren -n $NS -f charts/warren/examples/seed.yaml"
+say "images, and helm install warren charts/warren -n $NS -f ${seed#"$WARREN_ROOT"/}"
 fresh_images "$logs/images.log"
 if [[ "$commit" != *-dirty ]] && ! sources_match "$commit"; then commit+="-dirty"; fi
-install_seed "$NS" "$logs"
+install_seed "$NS" "$logs" "$seed"
 
 # The Deployments start at 1 replica; the run starts from the operator's own zero.
 worker_replicas() { kn get deploy -l app.kubernetes.io/component=worker -o jsonpath='{.items[*].spec.replicas}'; }
@@ -117,6 +121,7 @@ kn get events.events.k8s.io -o json >"$logs/events.json" 2>/dev/null || true
 say "writing $out"
 mkdir -p "$out"
 cp "$logs/arrivals.csv" "$out/arrivals.csv"
+cp "$seed" "$out/values.yaml"
 python3 "$HERE/sim_check_report.py" --dir "$logs" --out "$out" --namespace "$NS" \
   --load-command "warren-dispatcher ${load[*]/#$logs\//}" \
   --commit "$commit" \

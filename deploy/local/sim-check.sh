@@ -5,7 +5,8 @@
 # arrivals (arrivals.csv: each task's recorded duration is its service time) against
 # the TaskQueues as applied (taskqueues.yaml), with the pod start-up delays the run
 # measured (startup.json: creation -> Ready from the pod watch, one drawn per pod,
-# values:...), the concurrency the seed's workers run (charts/warren/examples/seed.yaml)
+# values:...), the concurrency the recorded workers ran (values.yaml of the recording;
+# charts/warren/examples/seed.yaml for a recording without one)
 # and --real real.csv, under warren and, for interest, the KEDA model. Writes there:
 #   comparison.md    the tables: the simulated runs, and each against the real one
 #   comparison.json  the numbers, the simulated and the real series
@@ -22,7 +23,8 @@ root=$(cd "$here/../.." && pwd)
 cd "$root"
 
 dir="${SIM_CHECK_DIR:-docs/bench-results/sim-check}"
-seed_values="charts/warren/examples/seed.yaml"
+seed_values="$dir/values.yaml"
+[[ -f "$seed_values" ]] || seed_values="charts/warren/examples/seed.yaml"
 cargo=${CARGO:-cargo}
 bin="${WARREN_OPERATOR_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/warren-operator}"
 read -r -a extra <<<"${SIM_CHECK_ARGS:-}"

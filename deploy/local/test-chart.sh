@@ -80,6 +80,14 @@ samples_valid() { # the documented samples are what the API server accepts
   done
 }
 check "deploy/samples/*.yaml accepted by the API server (dry run)" samples_valid
+examples_valid() { # the chart's examples: their workers and TaskQueues as the API server takes them
+  local example
+  for example in "$CHART"/examples/*.yaml; do
+    render -f "$example" --show-only templates/workers.yaml |
+      k -n default apply --dry-run=server -f - >/dev/null || return 1
+  done
+}
+check "charts/warren/examples/*.yaml: workers and TaskQueues accepted by the API server (dry run)" examples_valid
 drain_rejected() { # a drainWithin out of range is refused naming the field
   # The output is captured first: under pipefail kubectl's refusal (exit 1) would fail a pipe into grep.
   local out
