@@ -173,7 +173,7 @@ pub fn plan(
 
 /// The decision's own reason, for plans that change it.
 fn asked(reason: &str) -> String {
-    format!("the backlog asked {reason}")
+    format!("the decision asked {reason}")
 }
 
 #[cfg(test)]

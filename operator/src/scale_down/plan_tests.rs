@@ -143,7 +143,7 @@ fn table() {
             1,
             3,
             3,
-            "6 -> 3: 3 idle worker(s) removed, 3 busy kept; the backlog asked 6 -> 1",
+            "6 -> 3: 3 idle worker(s) removed, 3 busy kept; the decision asked 6 -> 1",
         ),
         (
             vec![1, 2, 3],
