@@ -283,3 +283,7 @@ fn short(rate: f64) -> String {
 #[cfg(test)]
 #[path = "drain_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "drain_decision_tests.rs"]
+mod decision_tests;
