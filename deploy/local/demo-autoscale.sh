@@ -112,6 +112,5 @@ kn get tq
 kn get events.events.k8s.io --sort-by=.metadata.creationTimestamp \
   -o custom-columns=TASKQUEUE:.regarding.name,REASON:.reason,NOTE:.note | awk 'NR == 1 || $2 == "Scaled"'
 echo
-echo
 say "the scaling timeline: $out/timeline.svg (the samples: $out/timeline.csv)"
 echo "Logs (images, values, load test, samples): $logs/"

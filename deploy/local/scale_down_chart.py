@@ -15,6 +15,7 @@ from pathlib import Path
 from svg_chart import PALETTE, Chart
 
 COLORS = {"short": PALETTE[0], "long": PALETTE[2], "interrupted": PALETTE[1]}
+NAMES = {"short": "short task", "long": "long task", "interrupted": "long task, interrupted"}
 # Longer than this beyond its own duration: the task was run again (not network jitter).
 INTERRUPTED_S = 1.0
 
@@ -40,13 +41,15 @@ def chart(results):
         f"pods, one each; the TaskQueue asks for 3; grace {plan['grace_s']:g} s; "
         f"{results.get('finished', '')}"
     )
-    c = Chart("Scale-down while tasks run: IdleFirst against Any", subtitle, x_max * 1.25)
+    # Room on the right for the notes of interrupted tasks.
+    x_end = x_max * 1.25
+    c = Chart("Scale-down while tasks run: IdleFirst against Any", subtitle, x_end)
     for run in runs:
         policy, line = run["policy"], run["timeline"]
         replicas = c.panel(f"{policy}: spec.replicas", 7, height=70, integer=True)
         points = [(t, r) for t, r in line["replicas"]]
         if points:
-            points.append((x_max * 1.25, points[-1][1]))
+            points.append((x_end, points[-1][1]))
         replicas.step(points, "#333", "spec.replicas")
         tasks = c.panel(
             f"{policy}: each task, sent -> result ({run['interrupted']} interrupted, "
@@ -63,12 +66,7 @@ def chart(results):
                 note = f"+{task['extra_s']:g} s: run again"
             if not task["ok"]:
                 note = "no result"
-            name = {
-                "short": "short task",
-                "long": "long task",
-                "interrupted": "long task, interrupted",
-            }
-            tasks.bar(row, task["sent_s"], task["result_s"], COLORS[kind], name[kind], note)
+            tasks.bar(row, task["sent_s"], task["result_s"], COLORS[kind], NAMES[kind], note)
     return c.render()
 
 

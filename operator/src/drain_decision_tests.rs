@@ -6,11 +6,9 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-use super::tests::target;
+use super::tests::{MINUTE, target};
 use super::*;
 use crate::decision::{Decision, History, QueueReading, QueueState, ScalingPolicy, decide};
-
-const MINUTE: Duration = Duration::from_secs(60);
 
 fn policy(drain_alone: bool, max: i32) -> ScalingPolicy {
     ScalingPolicy {

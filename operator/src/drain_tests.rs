@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::decision::ScalingPolicy;
 
-const MINUTE: Duration = Duration::from_secs(60);
+pub(super) const MINUTE: Duration = Duration::from_secs(60);
 
 pub(super) fn target(initial_rate: Option<f64>) -> DrainTarget {
     DrainTarget {
